@@ -1,0 +1,89 @@
+"""Training objectives of L-Man.
+
+Stage 1 (multi-modal representation learning): L = L_lic + lambda * L_vmlm, eq. (7), with
+* L_lic, eq. (3)-(5): symmetric image-text InfoNCE between V_g (pooled visual tokens, projected) and T_g (CLIP
+  text embedding), cosine similarity scaled by 1/temperature;
+* L_vmlm, eq. (6): masked words predicted from [h_t ; V_g] at the masked positions.
+Stage 2 (instruction tuning), eq. (8): next-token cross-entropy on the answer tokens only (labels -100 elsewhere).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+IGNORE_INDEX = -100
+
+
+def _l2_normalize(x: Tensor) -> Tensor:
+    return x / ops.sqrt((x * x).sum(-1, keepdims=True) + 1e-12)
+
+
+def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over rows whose label is not IGNORE_INDEX (0 when there are none)."""
+    logits = logits.astype(ms.float32)
+    valid = (labels != IGNORE_INDEX).astype(ms.float32)
+    safe = ops.select(labels != IGNORE_INDEX, labels, ops.zeros_like(labels))
+    logp = ops.log_softmax(logits, -1)
+    nll = -ops.gather_elements(logp, -1, safe.expand_dims(-1)).squeeze(-1)
+    return (nll * valid).sum() / ops.maximum(valid.sum(), ops.ones((), ms.float32))
+
+
+def contrastive_loss(v_g: Tensor, t_g: Tensor, logit_scale: Tensor) -> Tuple[Tensor, Tensor]:
+    """L_lic = L_v2l + L_l2v, eq. (3)-(5). ``logit_scale`` is 1/temperature (already clamped).
+
+    Returns (loss, similarity logits (N, N)). Matched pairs are the diagonal (y_ij = 1 iff i == j)."""
+    sim = ops.matmul(_l2_normalize(v_g.astype(ms.float32)), _l2_normalize(t_g.astype(ms.float32)).T) * logit_scale
+    target = ops.arange(sim.shape[0], dtype=ms.int32)
+    return _cross_entropy(sim, target) + _cross_entropy(sim.T, target), sim
+
+
+def vision_grounded_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """L_vmlm, eq. (6): mean negative log-likelihood of the masked words. logits (N, T, V); labels (N, T) hold the
+    original token at masked positions and IGNORE_INDEX elsewhere."""
+    return _cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def causal_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Eq. (8): -log p(Z_a | Z_ins) averaged over answer tokens; position t predicts label t+1."""
+    shift_logits = logits[:, :-1]
+    shift_labels = labels[:, 1:]
+    return _cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1))
+
+
+class LogitScale(nn.Cell):
+    """1/temperature for L_lic: learnable (init 1/0.07, clamped to ``max_scale`` as CLIP does) or fixed.
+    ``temperature=1.0, learnable=False`` is eq. (3) literally (plain cosine similarity)."""
+
+    def __init__(self, temperature: float = 0.07, learnable: bool = True, max_scale: float = 100.0):
+        super().__init__()
+        self.log_scale = ms.Parameter(Tensor(np.log(1.0 / temperature), ms.float32), name="log_scale",
+                                      requires_grad=learnable)
+        self.max_log = float(np.log(max_scale))
+
+    def construct(self):
+        return ops.exp(ops.clamp(self.log_scale, max=self.max_log))
+
+
+def mask_tokens(input_ids: np.ndarray, attention_mask: np.ndarray, vocab_size: int, rng: np.random.Generator,
+                mlm_probability: float = 0.15, special_ids: Sequence[int] = (), mask_id: Optional[int] = None
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """BERT-style masking for L_vmlm on the host: pick ``mlm_probability`` of the real, non-special tokens; of
+    those 80% become ``mask_id``, 10% a random token, 10% stay. Returns (masked ids, labels with IGNORE_INDEX
+    elsewhere). At least one token per row is picked so every caption contributes to eq. (6).
+
+    CLIP's BPE has no [MASK] token; by default the last vocabulary id is used (the decision is in the README)."""
+    ids = np.array(input_ids, copy=True)
+    mask_id = vocab_size - 1 if mask_id is None else mask_id
+    candidates = (np.asarray(attention_mask) > 0) & ~np.isin(ids, np.asarray(list(special_ids), dtype=ids.dtype))
+    picked = (rng.random(ids.shape) < mlm_probability) & candidates
+    for row in np.where(~picked.any(1) & candidates.any(1))[0]:
+        picked[row, rng.choice(np.flatnonzero(candidates[row]))] = True
+    labels = np.where(picked, ids, IGNORE_INDEX)
+    roll = rng.random(ids.shape)
+    ids[picked & (roll < 0.8)] = mask_id
+    rand = picked & (roll >= 0.8) & (roll < 0.9)
+    ids[rand] = rng.integers(0, vocab_size, size=int(rand.sum()))
+    return ids, labels.astype(np.int32)
