@@ -1,0 +1,51 @@
+"""AdamW with weight-decay groups and a warmup + cosine learning-rate schedule."""
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from lman_ms.config import TrainConfig
+
+
+class WarmupCosineLR(nn.learning_rate_schedule.LearningRateSchedule):
+    """Linear warmup to ``lr`` over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total`` steps."""
+
+    def __init__(self, lr: float, min_lr: float, warmup: int, total: int):
+        super().__init__()
+        self.lr, self.min_lr = lr, min_lr
+        self.warmup, self.total = max(1, warmup), max(total, warmup + 1)
+
+    def value(self, step: int) -> float:
+        """The same schedule on the host (logging, tests)."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / (self.total - self.warmup))
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * t))
+
+    def construct(self, global_step):
+        step = global_step.astype(ms.float32)
+        warm = self.lr * (step + 1.0) / self.warmup
+        t = ops.clamp((step - self.warmup) / (self.total - self.warmup), 0.0, 1.0)
+        cos = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + ops.cos(Tensor(np.pi, ms.float32) * t))
+        return ops.select(step < self.warmup, warm, cos)
+
+
+def _no_decay(name: str, shape) -> bool:
+    """Biases, norms, embeddings-like vectors, query tokens and the temperature get no weight decay."""
+    return len(shape) < 2 or "norm" in name or "query_tokens" in name or "embedding" in name
+
+
+def build_optimizer(params, train: TrainConfig):
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: check the freeze settings of the train section")
+    decay = [p for p in params if not _no_decay(p.name, p.shape)]
+    no_decay = [p for p in params if _no_decay(p.name, p.shape)]
+    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    schedule = WarmupCosineLR(train.learning_rate, train.min_learning_rate, train.warmup_steps, train.max_steps)
+    return nn.AdamWeightDecay(groups, learning_rate=schedule, beta1=train.adam_beta1, beta2=train.adam_beta2,
+                              eps=train.adam_eps), schedule
