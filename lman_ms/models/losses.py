@@ -59,12 +59,13 @@ class LogitScale(nn.Cell):
 
     def __init__(self, temperature: float = 0.07, learnable: bool = True, max_scale: float = 100.0):
         super().__init__()
-        self.log_scale = ms.Parameter(Tensor(np.log(1.0 / temperature), ms.float32), name="log_scale",
+        # shape (1,), not (): the fused AdamWeightDecay kernel rejects 0-d parameters
+        self.log_scale = ms.Parameter(Tensor([np.log(1.0 / temperature)], ms.float32), name="log_scale",
                                       requires_grad=learnable)
         self.max_log = float(np.log(max_scale))
 
     def construct(self):
-        return ops.exp(ops.clamp(self.log_scale, max=self.max_log))
+        return ops.exp(ops.clamp(self.log_scale, max=self.max_log)).reshape(())
 
 
 def mask_tokens(input_ids: np.ndarray, attention_mask: np.ndarray, vocab_size: int, rng: np.random.Generator,

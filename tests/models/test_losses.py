@@ -30,7 +30,7 @@ def test_contrastive_loss_is_eq_3_to_5():
 def test_logit_scale_learnable_clamped_and_literal():
     s = LogitScale(0.07, learnable=True, max_scale=100.0)
     assert s.log_scale.requires_grad and abs(float(s().asnumpy()) - 1 / 0.07) < 1e-3
-    s.log_scale.set_data(ms.Tensor(np.log(1e4), ms.float32))
+    s.log_scale.set_data(ms.Tensor([np.log(1e4)], ms.float32))
     assert abs(float(s().asnumpy()) - 100.0) < 1e-3
     literal = LogitScale(1.0, learnable=False)
     assert not literal.log_scale.requires_grad and abs(float(literal().asnumpy()) - 1.0) < 1e-6

@@ -1,0 +1,105 @@
+"""Checkpoints that survive interruption.
+
+Layout: ``OUTPUT_DIR/checkpoints/step_00000120/`` holding ``model.ckpt`` (every parameter of the train cell:
+model weights, AdamW moments, the optimizer's step), ``state.json`` (step, data position, seed) and
+``config.yaml`` (the resolved config). A checkpoint is written into ``.step_00000120.tmp`` and renamed into place
+only when complete (a rename is atomic on POSIX), so a crash during a write leaves the previous checkpoints intact
+and the half-written folder is ignored (and cleaned up) later. The last ``keep_last`` checkpoints are kept.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+from typing import Optional
+
+import mindspore as ms
+
+_STEP = re.compile(r"^step_(\d{8})$")
+
+
+def checkpoint_dir(output_dir: str) -> str:
+    return os.path.join(output_dir, "checkpoints")
+
+
+def list_checkpoints(root: str) -> list:
+    """Complete checkpoints under ``root`` (an output dir or its checkpoints dir), oldest first."""
+    if os.path.isdir(checkpoint_dir(root)):
+        root = checkpoint_dir(root)
+    found = []
+    for d in glob.glob(os.path.join(root, "step_*")):
+        m = _STEP.match(os.path.basename(d))
+        if m and os.path.isfile(os.path.join(d, "state.json")) and os.path.isfile(os.path.join(d, "model.ckpt")):
+            found.append((int(m.group(1)), d))
+    return [d for _, d in sorted(found)]
+
+
+def latest_checkpoint(root: str) -> Optional[str]:
+    """The newest complete checkpoint folder, ``root`` itself if it is one, or None."""
+    if os.path.isfile(os.path.join(root, "state.json")):
+        return root
+    ckpts = list_checkpoints(root)
+    return ckpts[-1] if ckpts else None
+
+
+def save_checkpoint(cell, output_dir: str, step: int, state: dict, config_yaml: str, keep_last: int = 3) -> str:
+    root = checkpoint_dir(output_dir)
+    os.makedirs(root, exist_ok=True)
+    name = f"step_{step:08d}"
+    final, tmp = os.path.join(root, name), os.path.join(root, f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    ms.save_checkpoint(cell, os.path.join(tmp, "model.ckpt"))
+    with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as f:
+        f.write(config_yaml)
+    # state.json last: its presence marks the folder complete even if a later rename were replayed
+    with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
+        json.dump({**state, "step": step}, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.isdir(final):          # a re-save of the same step (e.g. the final one) replaces it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in glob.glob(os.path.join(root, ".step_*.tmp")):
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(cell, ckpt_dir: str, strict: bool = True) -> dict:
+    """Restore every parameter of ``cell`` from ``ckpt_dir``; returns its state.json. With ``strict`` a missing
+    or unexpected parameter, or one of another shape, is an error listing them (a checkpoint of another config)."""
+    path = os.path.join(ckpt_dir, "model.ckpt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model.ckpt in checkpoint folder {ckpt_dir}")
+    params = ms.load_checkpoint(path)
+    own = {p.name: p for p in cell.get_parameters()}
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in params.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ValueError(f"{path}: shapes differ from this config's model (a checkpoint of another config?): "
+                         + "; ".join(wrong[:10]))
+    not_loaded, _ = ms.load_param_into_net(cell, params, strict_load=True)
+    unexpected = sorted(set(params) - set(own))
+    if strict and (not_loaded or unexpected):
+        raise ValueError(f"{path}: parameters missing from the checkpoint: {sorted(not_loaded)[:10]}; "
+                         f"unexpected in it: {unexpected[:10]}")
+    with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
