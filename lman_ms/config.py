@@ -140,7 +140,11 @@ class TrainConfig:
     freeze_llm: bool = True            # stage 2: frozen except trainable_llm_layers / LoRA
     trainable_llm_layers: int = 0      # stage 2: train the last N decoder layers (and the final norm)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    init_checkpoint: str = ""          # e.g. a stage-1 checkpoint that initialises the adapter in stage 2
+    init_checkpoint: str = ""          # an lman_ms checkpoint folder/.ckpt (e.g. stage 1's, for the stage-2 adapter)
+    vision_init: str = ""              # HF CLIP folder for the vision tower
+    text_init: str = ""                # HF CLIP folder for the text tower (stage 1) and the adapter's SA/FFN init
+    llm_init: str = ""                 # HF Vicuna/LLaMA folder
+    log_file: bool = True              # also write OUTPUT_DIR/train.log (rank 0)
 
 
 @dataclass

@@ -1,0 +1,85 @@
+"""Initial weights of a training run, from the config's ``train`` section:
+
+* ``vision_init`` / ``text_init`` / ``llm_init``: Hugging Face folders (CLIP, CLIP, Vicuna), converted in memory
+  with the same weight maps as ``tools/convert_weights.py``; ``text_init`` also initialises the adapter's
+  self-attention, FFN and embeddings from the CLIP text layers (paper: "a query adapter initialized by
+  CLIP-Xformer") when ``adapter.init_from_text`` is on;
+* ``init_checkpoint``: an lman_ms checkpoint (e.g. stage 1's, whose adapter starts stage 2): every parameter
+  whose name and shape match is loaded, the rest is reported.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import mindspore as ms
+import numpy as np
+
+from lman_ms.config import LManConfig
+
+logger = logging.getLogger("lman_ms.train")
+
+
+def _hf_text_state(hf_dir: str) -> dict:
+    from lman_ms.convert.common import iter_hf_tensors
+    state = {}
+    for name, arr in iter_hf_tensors(hf_dir, progress=False):
+        if name.startswith("text_model.") or name.startswith("encoder.") or name.startswith("embeddings.") \
+                or name.startswith("final_layer_norm."):
+            state[name] = np.asarray(arr, np.float32)
+    return state
+
+
+def load_pretrained(model, cfg: LManConfig) -> None:
+    t = cfg.train
+    if t.vision_init:
+        from lman_ms.convert.clip import vision_map
+        from lman_ms.convert.common import assign_parameters, iter_hf_tensors, parameter_shapes
+        wmap = vision_map().ignoring(r"text_model\..*", r"text_projection\.weight", r"visual_projection\.weight",
+                                     r"logit_scale")
+        n = assign_parameters(model.vision_model, wmap.to_ms(iter_hf_tensors(t.vision_init, True),
+                                                             parameter_shapes(model.vision_model), t.vision_init),
+                              t.vision_init)
+        logger.info("vision tower: %d tensors from %s", n, t.vision_init)
+    if t.text_init:
+        if getattr(model, "text_model", None) is not None:
+            from lman_ms.convert.clip import text_map
+            from lman_ms.convert.common import assign_parameters, iter_hf_tensors, parameter_shapes
+            wmap = text_map().ignoring(r"vision_model\..*", r"visual_projection\.weight", r"logit_scale")
+            n = assign_parameters(model.text_model, wmap.to_ms(iter_hf_tensors(t.text_init, True),
+                                                               parameter_shapes(model.text_model), t.text_init),
+                                  t.text_init)
+            logger.info("text tower: %d tensors from %s", n, t.text_init)
+        if cfg.adapter.init_from_text:
+            done = model.adapter.init_from_text(_hf_text_state(t.text_init))
+            logger.info("adapter: %d tensors initialised from the CLIP text transformer", len(done))
+    if t.llm_init:
+        from lman_ms.convert.llama import load_llama_state
+        model.llm.load_state(load_llama_state(t.llm_init), source=t.llm_init)
+        logger.info("LLM weights from %s", t.llm_init)
+    if t.init_checkpoint:
+        load_matching(model, t.init_checkpoint)
+
+
+def load_matching(model, path: str) -> int:
+    """Load every parameter of ``path`` whose name and shape match ``model``'s; returns how many."""
+    ckpt = os.path.join(path, "model.ckpt") if os.path.isdir(path) else path
+    if not os.path.isfile(ckpt):
+        raise FileNotFoundError(f"train.init_checkpoint: no checkpoint at {path}")
+    params = ms.load_checkpoint(ckpt)
+    own = {p.name: p for p in model.get_parameters()}
+    loaded, skipped = 0, []
+    for name, value in params.items():
+        p = own.get(name)
+        if p is None:
+            skipped.append(name)
+            continue
+        if tuple(p.shape) != tuple(value.shape):
+            raise ValueError(f"{ckpt}: {name} has shape {tuple(value.shape)}, the model {tuple(p.shape)}")
+        p.set_data(value.astype(p.dtype))
+        loaded += 1
+    if loaded == 0:
+        raise ValueError(f"{ckpt}: no parameter matches this model (a checkpoint of another model?)")
+    logger.info("init_checkpoint %s: %d parameters loaded, %d not in this model (e.g. optimizer state, "
+                "stage-1 heads)", ckpt, loaded, len(skipped))
+    return loaded
