@@ -18,6 +18,10 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give the final file the permissions a plain open() would have
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

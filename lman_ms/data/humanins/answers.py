@@ -65,8 +65,16 @@ def attribute_answer(vector: Sequence[int], names: Sequence[str]) -> str:
 
 
 # ---- names as phrases (shared with the parsers, so both directions agree) ------------------------------------------
+# Class names that the source writes as one word (PASCAL VOC Action) and a phrase must split.
+COMPOUND_LABELS = {"playinginstrument": "playing instrument", "ridingbike": "riding bike",
+                   "ridinghorse": "riding horse", "takingphoto": "taking photo", "usingcomputer": "using computer"}
+
+
 def label_phrase(name: str) -> str:
-    """``ApplyEyeMakeup`` / ``applying_a_cream`` / ``riding-bike`` -> ``apply eye makeup`` / ``applying a cream``."""
+    """``ApplyEyeMakeup`` / ``applying_a_cream`` / ``ridingbike`` -> ``apply eye makeup`` / ``applying a cream`` /
+    ``riding bike``."""
+    if name.lower() in COMPOUND_LABELS:
+        return COMPOUND_LABELS[name.lower()]
     s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
     s = re.sub(r"[_\-]+", " ", s)
     return re.sub(r"\s+", " ", s).strip().lower()
@@ -77,7 +85,10 @@ def joint_phrase(name: str) -> str:
 
 
 def attribute_phrase(name: str) -> str:
-    return re.sub(r"\s+", " ", name.replace("_", " ")).strip().lower()
+    """``AgeOver60`` / ``Skirt&Dress`` / ``long_hair`` -> ``age over 60`` / ``skirt or dress`` / ``long hair``."""
+    s = re.sub(r"(?<=[a-z])(?=[A-Z0-9])|(?<=[0-9])(?=[A-Za-z])", " ", name)
+    s = s.replace("&", " or ").replace("_", " ")
+    return re.sub(r"\s+", " ", s).strip().lower()
 
 
 def answer_for(task: str, target: dict) -> str:

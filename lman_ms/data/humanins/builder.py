@@ -52,7 +52,8 @@ class BuildSummary:
 
 
 def records_for(conv: Converter, split: str, sample: Sample, seed: int = 0,
-                instructions_per_image: Optional[int] = None) -> List[dict]:
+                instructions_per_image: Optional[int] = None, pool: Optional[Dict[str, List[str]]] = None
+                ) -> List[dict]:
     """The records of one loaded sample: its QA pairs if the source has them, else templated instructions."""
     base = dict(task=conv.task, dataset=conv.name, split=split, image=sample.image.replace(os.sep, "/"),
                 width=int(sample.width), height=int(sample.height))
@@ -61,7 +62,7 @@ def records_for(conv: Converter, split: str, sample: Sample, seed: int = 0,
     else:
         answer = answer_for(conv.task, sample.target)
         pairs = [(ins, answer) for ins in instructions_for(conv.task, sample.key, sample.width, sample.height,
-                                                           instructions_per_image, seed)]
+                                                           instructions_per_image, seed, pool)]
     out = []
     for i, (instruction, answer) in enumerate(pairs):
         rec = {"id": f"{conv.name}/{split}/{sample.key}/{i}", **base, "instruction": instruction,
@@ -101,9 +102,15 @@ def _loaded(conv: Converter, samples: List[Sample], workers: int) -> Iterator:
 
 def build(name: str, root: str, split: str, out_dir: str, workers: int = 1, on_error: str = "raise",
           seed: int = 0, shard_size: int = 100_000, instructions_per_image: Optional[int] = None,
-          progress: bool = True, **options) -> BuildSummary:
-    """Convert one split of one source dataset into HumanIns JSONL shards under ``out_dir/<name>/``."""
+          progress: bool = True, instruction_pool: Optional[str] = None, **options) -> BuildSummary:
+    """Convert one split of one source dataset into HumanIns JSONL shards under ``out_dir/<name>/``.
+
+    ``instruction_pool``: a JSON pool from ``tools/paraphrase_instructions.py`` (tasks it lacks use the seeds)."""
     t0 = time.perf_counter()
+    pool = None
+    if instruction_pool:
+        from .paraphrase import load_pool
+        pool = load_pool(instruction_pool)
     policy = ErrorPolicy(on_error)
     ds_dir = os.path.join(out_dir, name)
     conv = get_converter(name)(root, policy=policy, out_dir=ds_dir, **options)
@@ -129,7 +136,7 @@ def build(name: str, root: str, split: str, out_dir: str, workers: int = 1, on_e
             continue
         for s in payload:
             summary.images += 1
-            for rec in records_for(conv, split, s, seed, instructions_per_image):
+            for rec in records_for(conv, split, s, seed, instructions_per_image, pool):
                 shard.append(json.dumps(rec, ensure_ascii=False, separators=(", ", ": ")) + "\n")
                 summary.records += 1
                 if len(shard) >= shard_size:
@@ -148,6 +155,7 @@ def build(name: str, root: str, split: str, out_dir: str, workers: int = 1, on_e
     meta = {"dataset": name, "task": conv.task, "split": split, "image_root": os.path.abspath(image_root),
             "records": summary.records, "images": summary.images, "skipped": summary.skipped,
             "skip_examples": summary.skip_examples, "options": conv.options, "seed": seed,
+            "instruction_pool": os.path.abspath(instruction_pool) if instruction_pool else None,
             "shards": [os.path.basename(p) for p in summary.files]}
     atomic_write_text(os.path.join(ds_dir, f"{split}.meta.json"), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return summary

@@ -122,7 +122,7 @@ def stable_index(*parts: object, modulo: int) -> int:
 def instructions_for(task: str, key: str, width: int, height: int, count: Optional[int] = None,
                      seed: int = 0, pool: Optional[Dict[str, List[str]]] = None) -> List[str]:
     """``count`` distinct instructions for one image, chosen deterministically from ``seed`` and ``key``."""
-    templates = (pool or SEEDS)[task]
+    templates = (pool or {}).get(task) or SEEDS[task]
     count = INSTRUCTIONS_PER_IMAGE[task] if count is None else count
     # Order the pool by a per-image hash and take the first ``count``: distinct, stable, evenly spread.
     chosen = sorted(templates, key=lambda t: stable_index(seed, task, key, t, modulo=1 << 62))[:count]
