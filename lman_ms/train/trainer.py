@@ -124,7 +124,23 @@ class Trainer:
         finally:
             log.close()
         self.save(step)
+        if self.par.world > 1:
+            self._write_replica_digest(step)
         return {"step": step, **last}
+
+    def _write_replica_digest(self, step: int) -> None:
+        """Every rank writes a hash of its weights: data-parallel replicas must end bit-identical, and a mismatch
+        (a rank that skipped an all-reduce, a non-deterministic kernel) shows up as differing digests."""
+        import hashlib
+        import json
+        h = hashlib.sha256()
+        for p in sorted(self.model.get_parameters(), key=lambda q: q.name):
+            h.update(p.name.encode())
+            h.update(p.asnumpy().tobytes())
+        path = os.path.join(self.output_dir, f"replica_rank{self.par.rank}.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"rank": self.par.rank, "world": self.par.world, "step": step, "sha256": h.hexdigest()}, f)
+        logger.warning("rank %d weights sha256 %s", self.par.rank, h.hexdigest()[:16])
 
     def _losses(self, out) -> dict:
         if self.stage == 1:
