@@ -40,11 +40,30 @@ STAGE2_COLUMNS = ["pixel_values", "instruction_ids", "instruction_mask", "prefix
                   "attention_mask", "labels"]
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-    """(3, size, size) float32, CLIP-normalised. A missing or corrupt file is an error naming it."""
+# Sources whose records are one face / one person of a larger picture (the box in target["boxes"][0]): the model
+# sees that region, as the datasets' own protocols do (ExpW faces, VOC Action person boxes).
+CROP_TO_BOX_DATASETS = {"expw", "voc2012_action"}
+
+
+def crop_box_of(record: dict):
+    """The region of the image a record is about, or None for the whole image."""
+    if record.get("dataset") in CROP_TO_BOX_DATASETS and record.get("target", {}).get("boxes"):
+        return record["target"]["boxes"][0]
+    return None
+
+
+def load_image(path: str, size: int, box=None, margin: float = 0.1) -> np.ndarray:
+    """(3, size, size) float32, CLIP-normalised; ``box`` [x1, y1, x2, y2] crops first (with ``margin`` of the box
+    size around it). A missing or corrupt file is an error naming it."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((size, size), Image.BICUBIC)
+            im = im.convert("RGB")
+            if box is not None:
+                x1, y1, x2, y2 = box
+                mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+                im = im.crop((max(0, int(x1 - mx)), max(0, int(y1 - my)), min(im.width, int(x2 + mx) + 1),
+                              min(im.height, int(y2 + my) + 1)))
+            im = im.resize((size, size), Image.BICUBIC)
     except FileNotFoundError as e:
         raise AnnotationError(path, "image file not found") from e
     except OSError as e:
@@ -158,7 +177,7 @@ class Stage2Source(_BatchSource):
     def __getitem__(self, step):
         task, recs = self.rank_records(int(step))
         size = self.task_setting(task).image_size
-        pixels = np.stack([load_image(r["image_path"], size) for r in recs])
+        pixels = np.stack([load_image(r["image_path"], size, crop_box_of(r)) for r in recs])
         ins = [self._instruction(r["instruction"]) for r in recs]
         enc = [encode_sample(self.tok, r["instruction"], r["answer"], self.max_text, r["id"], self.template)
                for r in recs]

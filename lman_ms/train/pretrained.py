@@ -33,22 +33,13 @@ def _hf_text_state(hf_dir: str) -> dict:
 def load_pretrained(model, cfg: LManConfig) -> None:
     t = cfg.train
     if t.vision_init:
-        from lman_ms.convert.clip import vision_map
-        from lman_ms.convert.common import assign_parameters, iter_hf_tensors, parameter_shapes
-        wmap = vision_map().ignoring(r"text_model\..*", r"text_projection\.weight", r"visual_projection\.weight",
-                                     r"logit_scale")
-        n = assign_parameters(model.vision_model, wmap.to_ms(iter_hf_tensors(t.vision_init, True),
-                                                             parameter_shapes(model.vision_model), t.vision_init),
-                              t.vision_init)
+        from lman_ms.convert.clip import load_vision_weights
+        n = load_vision_weights(model.vision_model, t.vision_init, progress=True)
         logger.info("vision tower: %d tensors from %s", n, t.vision_init)
     if t.text_init:
         if getattr(model, "text_model", None) is not None:
-            from lman_ms.convert.clip import text_map
-            from lman_ms.convert.common import assign_parameters, iter_hf_tensors, parameter_shapes
-            wmap = text_map().ignoring(r"vision_model\..*", r"visual_projection\.weight", r"logit_scale")
-            n = assign_parameters(model.text_model, wmap.to_ms(iter_hf_tensors(t.text_init, True),
-                                                               parameter_shapes(model.text_model), t.text_init),
-                                  t.text_init)
+            from lman_ms.convert.clip import load_text_weights
+            n = load_text_weights(model.text_model, t.text_init, progress=True)
             logger.info("text tower: %d tensors from %s", n, t.text_init)
         if cfg.adapter.init_from_text:
             done = model.adapter.init_from_text(_hf_text_state(t.text_init))
@@ -61,8 +52,12 @@ def load_pretrained(model, cfg: LManConfig) -> None:
         load_matching(model, t.init_checkpoint)
 
 
-def load_matching(model, path: str) -> int:
-    """Load every parameter of ``path`` whose name and shape match ``model``'s; returns how many."""
+def load_matching(model, path: str, require_all: bool = False) -> int:
+    """Load every parameter of ``path`` whose name and shape match ``model``'s; returns how many. With
+    ``require_all`` (inference) every parameter of the model must be in the checkpoint."""
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model.ckpt")):
+        from lman_ms.train.checkpoint import latest_checkpoint
+        path = latest_checkpoint(path) or path      # an output dir: its newest complete checkpoint
     ckpt = os.path.join(path, "model.ckpt") if os.path.isdir(path) else path
     if not os.path.isfile(ckpt):
         raise FileNotFoundError(f"train.init_checkpoint: no checkpoint at {path}")
@@ -80,6 +75,10 @@ def load_matching(model, path: str) -> int:
         loaded += 1
     if loaded == 0:
         raise ValueError(f"{ckpt}: no parameter matches this model (a checkpoint of another model?)")
+    missing = sorted(set(own) - set(params))
+    if require_all and missing:
+        raise ValueError(f"{ckpt}: {len(missing)} model parameter(s) are not in the checkpoint (a checkpoint of "
+                         f"another stage or config?): {missing[:8]}")
     logger.info("init_checkpoint %s: %d parameters loaded, %d not in this model (e.g. optimizer state, "
                 "stage-1 heads)", ckpt, loaded, len(skipped))
     return loaded

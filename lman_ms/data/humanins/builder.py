@@ -183,7 +183,8 @@ def iter_records(path: str, split: Optional[str] = None) -> Iterator[dict]:
 def image_roots(out_dir: str) -> Dict[str, str]:
     """dataset -> image root, from the ``*.meta.json`` files the builder wrote."""
     roots = {}
-    for mp_ in glob.glob(os.path.join(out_dir, "*", "*.meta.json")):
+    metas = glob.glob(os.path.join(out_dir, "*", "*.meta.json")) + glob.glob(os.path.join(out_dir, "*.meta.json"))
+    for mp_ in metas:  # a whole build folder, or one dataset's folder of it
         with open(mp_, encoding="utf-8") as f:
             m = json.load(f)
         roots[m["dataset"]] = m["image_root"]

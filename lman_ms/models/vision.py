@@ -1,0 +1,116 @@
+"""CLIP vision encoder, eq. (1): V_0..V_2m = the hidden state after the embeddings and after every layer.
+
+Built on ``mindcv.models.vit.VisionTransformer`` with CLIP's choices: pre-norm (``norm_pre`` = HF
+``pre_layrnorm``), no patch bias, QuickGELU, LayerNorm eps from the config. ``construct`` returns the same tuple as
+HF ``CLIPVisionModel(..., output_hidden_states=True).hidden_states``; mindcv's final ``norm`` (HF
+``post_layernorm``) is kept for weight round trips and :meth:`pooled_output` but is not part of the hidden states.
+
+Multi-resolution (each HumanIns task has its own input size): when the patch grid differs from the trained one,
+the patch position embeddings are resampled with the bicubic kernel of ``torch.nn.functional.interpolate(...,
+mode="bicubic", align_corners=False)``, as HF ``interpolate_pos_encoding`` does. The kernel is applied as two small
+interpolation matrices built from shape constants with plain ops, so it compiles in GRAPH_MODE for any size (mindcv's
+own ``resample_abs_pos_embed`` is nearest-neighbour).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Tuple
+
+import mindspore as ms
+from mindspore import nn, ops
+from mindcv.models.layers.mlp import Mlp
+from mindcv.models.vit import VisionTransformer
+
+from lman_ms.config import VisionConfig
+from lman_ms.models.layers import activation
+
+_CUBIC_A = -0.75  # torch's bicubic coefficient (PIL/OpenCV-style kernels use -0.5)
+
+
+def _cubic_near(t):
+    """Keys kernel for |x| <= 1."""
+    return ((_CUBIC_A + 2.0) * t - (_CUBIC_A + 3.0)) * t * t + 1.0
+
+
+def _cubic_far(t):
+    """Keys kernel for 1 < |x| < 2."""
+    return ((_CUBIC_A * t - 5.0 * _CUBIC_A) * t + 8.0 * _CUBIC_A) * t - 4.0 * _CUBIC_A
+
+
+def bicubic_matrix(in_size: int, out_size: int):
+    """(out_size, in_size) matrix M with ``M @ v`` = torch bicubic resize of ``v`` (align_corners=False).
+
+    Source coordinate (i + 0.5) * in/out - 0.5 is not clamped (torch does not clamp for cubic); the four taps
+    floor(src) - 1 .. floor(src) + 2 are clamped to the border, so border taps accumulate on the edge sample."""
+    src = (ops.arange(out_size).astype(ms.float32) + 0.5) * (in_size / out_size) - 0.5
+    base = ops.floor(src)
+    t = src - base
+    weights = (_cubic_far(t + 1.0), _cubic_near(t), _cubic_near(1.0 - t), _cubic_far(2.0 - t))
+    cols = ops.arange(in_size).astype(ms.float32).reshape(1, in_size)
+    matrix = ops.zeros((out_size, in_size), ms.float32)
+    for k in range(4):
+        tap = ops.clamp(base + (k - 1), 0.0, float(in_size - 1)).reshape(out_size, 1)
+        matrix = matrix + (tap == cols).astype(ms.float32) * weights[k].reshape(out_size, 1)
+    return matrix
+
+
+class CLIPVisionEncoder(VisionTransformer):
+    """CLIP ViT returning all ``num_hidden_layers + 1`` hidden states (paper eq. 1).
+
+    Parameter names are mindcv's (``cls_token``, ``pos_embed``, ``patch_embed.proj``, ``norm_pre``,
+    ``blocks.{i}.attn.qkv`` ...); :mod:`lman_ms.convert.clip` maps them to and from HF ``CLIPVisionModel``."""
+
+    def __init__(self, config: VisionConfig):
+        # mindcv sizes the MLP as int(dim * mlp_ratio); pass the exact width so any intermediate_size works.
+        mlp_layer = partial(_FixedWidthMlp, width=config.intermediate_size)
+        super().__init__(
+            image_size=config.image_size, patch_size=config.patch_size, in_channels=config.num_channels,
+            embed_dim=config.hidden_size, depth=config.num_hidden_layers, num_heads=config.num_attention_heads,
+            qkv_bias=True, pre_norm=True,  # pre_norm also drops the patch bias, as in CLIP
+            act_layer=partial(activation, config.hidden_act),
+            norm_layer=partial(nn.LayerNorm, epsilon=config.layer_norm_eps),
+            mlp_layer=mlp_layer, num_classes=0, global_pool="token")
+        self.config = config
+        self.grid = config.image_size // config.patch_size
+
+    def _position_embeddings(self, height: int, width: int):
+        """(1, 1 + height * width, D) position embeddings for a height x width patch grid."""
+        if height == self.grid and width == self.grid:
+            return self.pos_embed
+        dim = self.pos_embed.shape[-1]
+        cls_pos = self.pos_embed[:, :1]
+        grid = self.pos_embed[0, 1:].astype(ms.float32).reshape(self.grid, self.grid * dim)
+        rows = ops.matmul(bicubic_matrix(self.grid, height), grid).reshape(height, self.grid, dim)
+        # (1, W, g) @ (H, g, D) -> (H, W, D): the same column matrix for every row
+        cols = ops.matmul(bicubic_matrix(self.grid, width).reshape(1, width, self.grid), rows)
+        patch_pos = cols.reshape(1, height * width, dim).astype(self.pos_embed.dtype)
+        return ops.concat((cls_pos, patch_pos), axis=1)
+
+    def construct(self, pixel_values) -> Tuple:
+        """pixel_values (B, C, H, W), any H, W >= patch size -> tuple of (B, 1 + (H//p)(W//p), D) states."""
+        x = self.patch_embed.proj(pixel_values)  # (B, D, H//p, W//p); trailing pixels dropped like HF's conv
+        b, d, h, w = x.shape
+        x = x.reshape(b, d, h * w).transpose(0, 2, 1)
+        cls = ops.broadcast_to(self.cls_token.astype(x.dtype), (b, 1, d))
+        x = ops.concat((cls, x), axis=1) + self._position_embeddings(h, w).astype(x.dtype)
+        x = self.norm_pre(x)
+        states = (x,)
+        for block in self.blocks:
+            x = block(x)
+            states = states + (x,)
+        return states
+
+    def pooled_output(self, last_hidden_state):
+        """HF ``pooler_output``: post-layernorm of the class token."""
+        return self.norm(last_hidden_state[:, 0])
+
+    @classmethod
+    def from_hf(cls, hf_dir: str, progress: bool = False) -> "CLIPVisionEncoder":
+        """Build from an HF ``CLIPVisionModel`` / ``CLIPVisionModelWithProjection`` / ``CLIPModel`` folder."""
+        from lman_ms.convert.clip import load_vision_from_hf
+        return load_vision_from_hf(hf_dir, progress=progress)
+
+
+class _FixedWidthMlp(Mlp):
+    def __init__(self, in_features, hidden_features=None, act_layer=None, drop=0.0, width=None):
+        super().__init__(in_features=in_features, hidden_features=width, act_layer=act_layer, drop=drop)

@@ -1,0 +1,116 @@
+"""Ask L-Man about images.
+
+One question:
+    python tools/infer.py --config CONFIG --ckpt CKPT --image IMG --instruction TEXT [--visualize OUT.png]
+Many (JSONL of {"id", "image", "instruction"[, "task"]} -> {"id", "answer"}):
+    python tools/infer.py --config CONFIG --ckpt CKPT --input REQUESTS.jsonl --output ANSWERS.jsonl [--batch-size B]
+The test split of a HumanIns build (predictions that tools/evaluate.py scores):
+    python tools/infer.py --config CONFIG --ckpt CKPT --references HUMANINS_DIR --split test --output PREDS.jsonl
+
+CKPT is a training checkpoint folder (checkpoints/step_N), an output dir (its newest checkpoint) or a .ckpt file.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _parser():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
+    ap.add_argument("--ckpt", required=True, help="checkpoint folder, output dir or .ckpt file")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="one image file (with --instruction)")
+    src.add_argument("--input", help="JSONL of requests {id, image, instruction[, task]}")
+    src.add_argument("--references", help="HumanIns build folder or JSONL: answer its records (see --split)")
+    ap.add_argument("--instruction", help="the question about --image")
+    ap.add_argument("--task", help="task of --image (for the input size and --visualize; guessed from the answer)")
+    ap.add_argument("--image-root", default="", help="folder that relative image paths of --input are under")
+    ap.add_argument("--split", default="test", help="split of --references (default test)")
+    ap.add_argument("--limit", type=int, default=0, help="answer only the first N references/requests")
+    ap.add_argument("--output", help="answers JSONL (with --input / --references)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--visualize", metavar="OUT.png", help="draw the parsed answer on --image")
+    g = ap.add_argument_group("generation")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=None, help="sampling seed")
+    return ap
+
+
+def read_requests(path: str, image_root: str):
+    from lman_ms.data.humanins.errors import AnnotationError
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise AnnotationError(path, f"invalid JSON: {e.msg}", line=lineno) from e
+            missing = [k for k in ("id", "image", "instruction") if k not in r]
+            if missing:
+                raise AnnotationError(path, f"request lacks {missing}", line=lineno)
+            img = r["image"] if os.path.isabs(r["image"]) or not image_root else os.path.join(image_root, r["image"])
+            out.append({**r, "image_path": img})
+    return out
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.image and not args.instruction:
+        _parser().error("--image needs --instruction")
+    if (args.input or args.references) and not args.output:
+        _parser().error("--input / --references need --output")
+    from lman_ms.config import ConfigError, load_config
+    from lman_ms.data.humanins.errors import AnnotationError
+    gen = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
+               top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    try:
+        cfg = load_config(args.config, args.set)
+        import mindspore as ms
+        ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
+        from lman_ms.infer.predictor import LManPredictor, predict_records
+        from lman_ms.train.checkpoint import latest_checkpoint
+        ckpt = args.ckpt if args.ckpt.endswith(".ckpt") else latest_checkpoint(args.ckpt)
+        if ckpt is None or not os.path.exists(ckpt):
+            raise FileNotFoundError(f"--ckpt {args.ckpt}: no checkpoint there")
+        if args.input:
+            requests = read_requests(args.input, args.image_root)
+        elif args.references:
+            from lman_ms.data.pipeline import RecordSet
+            requests = RecordSet.load(args.references, args.split).records
+        for r in requests[: args.limit or None] if not args.image else []:
+            if not os.path.isfile(r["image_path"]):
+                raise AnnotationError(r["image_path"], f"image of request {r['id']} not found")
+        predictor = LManPredictor(cfg, ckpt)
+        if args.image:
+            answer = predictor.answer([args.image], [args.instruction], [args.task], **gen)[0]
+            print(answer)
+            if args.visualize:
+                from lman_ms.infer.show import show_answer
+                task = show_answer(args.image, answer, args.visualize, args.task)
+                print(f"[{task}] drawn on {args.visualize}", file=sys.stderr)
+            return 0
+        preds = predict_records(predictor, requests[: args.limit or None], args.batch_size, **gen)
+        from lman_ms.utils.io import atomic_open
+        with atomic_open(args.output) as f:
+            for p in preds:
+                f.write(json.dumps(p, ensure_ascii=False) + "\n")
+        print(f"{len(preds)} answers written to {args.output}")
+        return 0
+    except (ConfigError, AnnotationError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
