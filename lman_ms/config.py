@@ -160,6 +160,7 @@ class DataConfig:
     image_root: str = ""
     tokenizer_path: str = ""           # folder with LLaMA tokenizer.model
     clip_tokenizer_path: str = ""      # folder with CLIP vocab.json + merges.txt
+    system_prompt: Optional[str] = None  # Vicuna v1.1 system prompt when None; tiny configs shorten it
     task_sampling_alpha: float = 0.5   # P(task) proportional to size**alpha
     num_workers: int = 2
     tasks: Dict[str, TaskDataConfig] = field(default_factory=dict)

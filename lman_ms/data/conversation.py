@@ -44,6 +44,13 @@ class VicunaTemplate:
         return f"{self.prefix()} <image>{self.prompt(instruction)}"
 
 
+def template_from_config(cfg) -> VicunaTemplate:
+    """The template of a config: Vicuna v1.1, with ``data.system_prompt`` replacing the system line if set."""
+    if cfg.data.system_prompt is None:
+        return VicunaTemplate()
+    return VicunaTemplate(system=cfg.data.system_prompt)
+
+
 def prefix_ids(tokenizer, template: VicunaTemplate = VicunaTemplate()) -> np.ndarray:
     return np.asarray(tokenizer.encode(template.prefix(), bos=True, eos=False), np.int32)
 

@@ -16,7 +16,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from lman_ms.config import LManConfig
-from lman_ms.data.conversation import VicunaTemplate, prefix_ids
+from lman_ms.data.conversation import VicunaTemplate, prefix_ids, template_from_config
 from lman_ms.data.pipeline import load_image
 from lman_ms.data.tokenizers import fixed_length, load_clip_tokenizer, load_llm_tokenizer
 
@@ -39,22 +39,29 @@ class VisualPrefixCell(nn.Cell):
 
 class LManPredictor:
     def __init__(self, cfg: LManConfig, checkpoint: Optional[str] = None, model=None,
-                 template: VicunaTemplate = VicunaTemplate()):
+                 template: Optional[VicunaTemplate] = None):
         from lman_ms.infer.generate import Generator
         from lman_ms.models.lman import LMan
         from lman_ms.train.pretrained import load_matching
         self.cfg = cfg
         if model is None:
             model = LMan(cfg, stage=2)
+            if cfg.train.lora.rank > 0:
+                # a LoRA-trained checkpoint holds lora_a/lora_b: load into the wrapped model, then fold the
+                # update into W so that generation runs the plain mindformers projections
+                from lman_ms.train.lora import apply_lora, merge_lora
+                apply_lora(model, cfg.train.lora)
             if checkpoint:
                 load_matching(model, checkpoint, require_all=True)
+            if cfg.train.lora.rank > 0:
+                merge_lora(model)
         model.set_train(False)
         self.model = model
         d = cfg.data
         self.tok = load_llm_tokenizer(d.tokenizer_path)
         self.clip_tok = load_clip_tokenizer(d.clip_tokenizer_path or d.tokenizer_path)
-        self.template = template
-        self.prefix = prefix_ids(self.tok, template)[None].astype(np.int32)
+        self.template = template or template_from_config(cfg)
+        self.prefix = prefix_ids(self.tok, self.template)[None].astype(np.int32)
         self.prefix_cell = VisualPrefixCell(model)
         self.generator = Generator(model.llm)
 

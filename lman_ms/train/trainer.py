@@ -14,11 +14,13 @@ import mindspore as ms
 import numpy as np
 
 from lman_ms.config import LManConfig
+from lman_ms.data.conversation import template_from_config
 from lman_ms.data.pipeline import STAGE1_COLUMNS, STAGE2_COLUMNS, RecordSet, Stage1Source, Stage2Source, make_dataset
 from lman_ms.data.tokenizers import load_clip_tokenizer, load_llm_tokenizer
 from lman_ms.models.lman import LMan, Stage1LossCell, Stage2LossCell
 from lman_ms.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lman_ms.train.freeze import apply_freezing, format_counts
+from lman_ms.train.lora import apply_lora_from_config
 from lman_ms.train.logger import TrainLogger, setup_logging
 from lman_ms.train.optim import build_optimizer
 from lman_ms.train.parallel import init_parallel
@@ -48,6 +50,7 @@ class Trainer:
 
         self.model = LMan(cfg, stage=self.stage)
         load_pretrained(self.model, cfg)
+        apply_lora_from_config(self.model, cfg)   # after the pretrained load (no LoRA keys there), before freezing
         counts = apply_freezing(self.model, t, cfg.llm.num_hidden_layers)
         logger.info("stage %d parameters:\n%s", self.stage, format_counts(counts))
         if self.stage == 1:
@@ -77,7 +80,7 @@ class Trainer:
         records = RecordSet.load(d.train_path, "train", d.image_root,
                                  tasks=[t for t in _HUMANINS_TASKS])
         return Stage2Source(cfg, records, load_llm_tokenizer(d.tokenizer_path), clip_tok, self.par.rank,
-                            self.par.world)
+                            self.par.world, template=template_from_config(cfg))
 
     def _state(self, step: int) -> dict:
         return {"stage": self.stage, "data_position": step * self.cfg.train.gradient_accumulation_steps,

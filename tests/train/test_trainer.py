@@ -114,3 +114,28 @@ def test_sigkill_during_checkpoint_write_keeps_previous(toy, tmp_path):
     assert result["step"] == 6
     assert [os.path.basename(c) for c in list_checkpoints(run)][-1] == "step_00000006"
     assert not os.path.exists(os.path.join(run, "checkpoints", ".step_00000004.tmp"))
+
+
+def test_stage2_lora_trains_adapters_only_and_predictor_merges(toy):
+    """train.lora.rank > 0: the LLM's base weights stay put, lora_a/lora_b move; the predictor loads the LoRA
+    checkpoint and folds it into W (its logits equal the wrapped model's)."""
+    from lman_ms.infer.predictor import LManPredictor
+    root, out, tok = toy
+    cfg = _cfg(root, out, tok, "lora", steps=2, extra=["train.lora.rank=4", "train.lora.target_modules=[wq,wv,w2]",
+                                                       "train.trainable_llm_layers=0"])
+    trainer = Trainer(cfg)
+    before = {p.name: p.asnumpy().copy() for p in trainer.model.get_parameters()}
+    trainer.fit()
+    after = _params(latest_checkpoint(cfg.train.output_dir))
+    lora_b = [k for k in after if k.startswith("llm.") and k.endswith(".lora_b")]   # not the Adam moments
+    assert len(lora_b) == 3 * cfg.llm.num_hidden_layers
+    assert any(np.abs(after[k]).max() > 0 for k in lora_b)              # B starts at zero and was trained
+    base = [k for k in after if k.startswith("llm.") and ".lora_" not in k]
+    for k in base:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)     # frozen LLM weights
+    predictor = LManPredictor(cfg, latest_checkpoint(cfg.train.output_dir))
+    names = {p.name for p in predictor.model.get_parameters()}
+    assert not any(".lora_" in n for n in names)
+    img = os.path.join(root, "images", "img_000.png")
+    answer = predictor.answer([img], ["What is the facial expression of this person?"], max_new_tokens=4)
+    assert isinstance(answer[0], str)
