@@ -31,10 +31,14 @@ def main(argv=None) -> int:
     ap.add_argument("--annotation-file", help="annotation JSON relative to --root (UFine6926's name is not fixed)")
     ap.add_argument("--seed", type=int, default=0, help="chooses the wording of each question")
     args = ap.parse_args(argv)
-    generator = (LLMCaptionQA(import_callable(args.generator), seed=args.seed) if args.generator
-                 else RuleBasedCaptionQA(seed=args.seed))
-    n = write_qa_file(args.dataset, args.root, args.split, args.out, generator,
-                      annotation_file=args.annotation_file)
+    try:
+        generator = (LLMCaptionQA(import_callable(args.generator), seed=args.seed) if args.generator
+                     else RuleBasedCaptionQA(seed=args.seed))
+        n = write_qa_file(args.dataset, args.root, args.split, args.out, generator,
+                          annotation_file=args.annotation_file)
+    except (ValueError, OSError) as e:  # AnnotationError / missing root: the message names the file and key
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {n} question/answer pairs to {args.out}")
     return 0
 

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     start = time.time()
     try:
         summary = run(args)
-    except CheckpointError as e:
+    except (CheckpointError, OSError) as e:     # OSError: an unwritable output path (the message names it)
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{args.model}: wrote {summary['tensors']} tensors ({summary['bytes'] / 2**20:.1f} MiB, {args.dtype}) "

@@ -39,7 +39,7 @@ def main(argv=None):
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
         result = run_retrieval(cfg, args.ckpt, args.records, args.split, args.out, args.batch_size,
                                args.max_records, args.ks, progress=sys.stderr.isatty())
-    except (ConfigError, AnnotationError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, AnnotationError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_result(result))

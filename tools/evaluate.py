@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     try:
         ev = evaluate_files(args.predictions, args.references, args.json, args.out, progress=not args.no_progress,
                             split=args.split)
-    except (AnnotationError, FileNotFoundError) as e:
+    except (AnnotationError, ValueError, OSError) as e:     # the message names the file and line (or path)
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(markdown_report(ev), end="")

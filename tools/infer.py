@@ -4,6 +4,7 @@ One question:
     python tools/infer.py --config CONFIG --ckpt CKPT --image IMG --instruction TEXT [--visualize OUT.png]
 Many (JSONL of {"id", "image", "instruction"[, "task"]} -> {"id", "answer"}):
     python tools/infer.py --config CONFIG --ckpt CKPT --input REQUESTS.jsonl --output ANSWERS.jsonl [--batch-size B]
+        [--on-error skip]     (leave out and count bad lines / unreadable images instead of stopping)
 The test split of a HumanIns build (predictions that tools/evaluate.py scores):
     python tools/infer.py --config CONFIG --ckpt CKPT --references HUMANINS_DIR --split test --output PREDS.jsonl
 
@@ -33,6 +34,9 @@ def _parser():
     ap.add_argument("--limit", type=int, default=0, help="answer only the first N references/requests")
     ap.add_argument("--output", help="answers JSONL (with --input / --references)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                    help="a bad request / reference (broken line, unreadable image): stop with its file and line "
+                         "(raise, default) or leave it out and count it (skip)")
     ap.add_argument("--visualize", metavar="OUT.png", help="draw the parsed answer on --image")
     g = ap.add_argument_group("generation")
     g.add_argument("--max-new-tokens", type=int, default=128)
@@ -45,9 +49,31 @@ def _parser():
     return ap
 
 
-def read_requests(path: str, image_root: str):
+def check_image(path: str) -> None:
+    """Decode ``path`` fully: a missing, truncated or non-image file is an error naming it."""
+    from PIL import Image
     from lman_ms.data.humanins.errors import AnnotationError
-    out = []
+    if not os.path.isfile(path):
+        raise AnnotationError(path, "image file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, ValueError) as e:
+        raise AnnotationError(path, f"cannot decode image: {e}") from e
+
+
+def read_requests(path: str, image_root: str, on_error: str = "raise", skipped=None):
+    """Requests of a JSONL file. A bad line (invalid JSON, missing fields) and then a request whose image is missing
+    or unreadable are errors naming ``path:line``; with ``on_error="skip"`` they are left out and their messages
+    appended to ``skipped``. The whole file is parsed before any image is opened."""
+    from lman_ms.data.humanins.errors import AnnotationError
+
+    def bad(err):
+        if on_error != "skip":
+            raise err
+        skipped.append(str(err))
+
+    parsed = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -55,12 +81,25 @@ def read_requests(path: str, image_root: str):
             try:
                 r = json.loads(line)
             except json.JSONDecodeError as e:
-                raise AnnotationError(path, f"invalid JSON: {e.msg}", line=lineno) from e
+                bad(AnnotationError(path, f"invalid JSON: {e.msg}", line=lineno))
+                continue
+            if not isinstance(r, dict):
+                bad(AnnotationError(path, f"expected a JSON object, got {type(r).__name__}", line=lineno))
+                continue
             missing = [k for k in ("id", "image", "instruction") if k not in r]
             if missing:
-                raise AnnotationError(path, f"request lacks {missing}", line=lineno)
-            img = r["image"] if os.path.isabs(r["image"]) or not image_root else os.path.join(image_root, r["image"])
-            out.append({**r, "image_path": img})
+                bad(AnnotationError(path, f"request lacks {missing}", line=lineno))
+                continue
+            parsed.append((lineno, r))
+    out = []
+    for lineno, r in parsed:
+        img = r["image"] if os.path.isabs(r["image"]) or not image_root else os.path.join(image_root, r["image"])
+        try:
+            check_image(img)
+        except AnnotationError as e:
+            bad(AnnotationError(path, f"request {r['id']!r}: {e}", line=lineno))
+            continue
+        out.append({**r, "image_path": img})
     return out
 
 
@@ -74,8 +113,28 @@ def main(argv=None):
     from lman_ms.data.humanins.errors import AnnotationError
     gen = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
                top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    skipped = []
     try:
         cfg = load_config(args.config, args.set)
+        # the inputs first (fast): a bad request line or image fails before the model is built
+        if args.image:
+            check_image(args.image)
+        elif args.input:
+            requests = read_requests(args.input, args.image_root, args.on_error, skipped)
+        else:
+            from lman_ms.data.pipeline import RecordSet
+            requests = []
+            for r in RecordSet.load(args.references, args.split).records:
+                if args.limit and len(requests) >= args.limit:
+                    break
+                try:
+                    check_image(r["image_path"])
+                except AnnotationError as e:
+                    if args.on_error != "skip":
+                        raise AnnotationError(r["image_path"], f"image of record {r['id']}: {e.message}") from e
+                    skipped.append(str(e))
+                    continue
+                requests.append(r)
         import mindspore as ms
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
         from lman_ms.infer.predictor import LManPredictor, predict_records
@@ -83,14 +142,6 @@ def main(argv=None):
         ckpt = args.ckpt if args.ckpt.endswith(".ckpt") else latest_checkpoint(args.ckpt)
         if ckpt is None or not os.path.exists(ckpt):
             raise FileNotFoundError(f"--ckpt {args.ckpt}: no checkpoint there")
-        if args.input:
-            requests = read_requests(args.input, args.image_root)
-        elif args.references:
-            from lman_ms.data.pipeline import RecordSet
-            requests = RecordSet.load(args.references, args.split).records
-        for r in requests[: args.limit or None] if not args.image else []:
-            if not os.path.isfile(r["image_path"]):
-                raise AnnotationError(r["image_path"], f"image of request {r['id']} not found")
         predictor = LManPredictor(cfg, ckpt)
         if args.image:
             answer = predictor.answer([args.image], [args.instruction], [args.task], **gen)[0]
@@ -105,9 +156,13 @@ def main(argv=None):
         with atomic_open(args.output) as f:
             for p in preds:
                 f.write(json.dumps(p, ensure_ascii=False) + "\n")
-        print(f"{len(preds)} answers written to {args.output}")
+        print(f"{len(preds)} answers written to {args.output}, {len(skipped)} skipped")
+        if skipped:
+            print(f"  skipped {len(skipped)} bad request(s):")
+            for msg in skipped[:20]:
+                print(f"    {msg}")
         return 0
-    except (ConfigError, AnnotationError, FileNotFoundError, ValueError, KeyError) as e:
+    except (ConfigError, AnnotationError, OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

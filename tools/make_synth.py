@@ -52,7 +52,7 @@ def main(argv=None) -> int:
             if missing:
                 print(f"no converter yet for: {', '.join(missing)}")
             print(f"statistics: {os.path.join(args.build, 'stats.md')}")
-    except ValueError as e:     # includes AnnotationError: a message naming the file and line or key
+    except (ValueError, OSError) as e:  # AnnotationError: names the file and line or key; OSError: the path
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -28,10 +28,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", help="a pool JSON to start from instead of the built-in seeds")
     ap.add_argument("--generator", help="LLM backend as package.module:function, generate(prompt) -> str")
     args = ap.parse_args(argv)
-    paraphraser = LLMParaphraser(import_callable(args.generator)) if args.generator else RuleBasedParaphraser()
-    seeds = load_pool(args.seeds) if args.seeds else None
-    pool = enlarge_pool(paraphraser, seeds, per_template=args.per_template, rounds=args.rounds, tasks=args.tasks)
-    save_pool(args.out, pool)
+    try:
+        paraphraser = LLMParaphraser(import_callable(args.generator)) if args.generator else RuleBasedParaphraser()
+        seeds = load_pool(args.seeds) if args.seeds else None
+        pool = enlarge_pool(paraphraser, seeds, per_template=args.per_template, rounds=args.rounds, tasks=args.tasks)
+        save_pool(args.out, pool)
+    except KeyError as e:       # an unknown --tasks name
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:  # AnnotationError names the pool file and line or task key
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     for task, templates in pool.items():
         print(f"{task}: {len(templates)} instructions")
     print(f"wrote {args.out}")

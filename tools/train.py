@@ -27,7 +27,7 @@ def main(argv=None):
         cfg = load_config(args.config, args.set)
         from lman_ms.train.trainer import train
         result = train(cfg, args.resume)
-    except (ConfigError, AnnotationError, TokenizationError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, AnnotationError, TokenizationError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"done: {result}")

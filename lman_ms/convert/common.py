@@ -158,9 +158,11 @@ def iter_torch_bin(path: str) -> Iterator[NamedArray]:
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load: the pickle holds more than tensors "
-                              f"(torch.load weights_only=True said: {first})") from None
+        # torch's message starts with advice to retry with weights_only=False; quote the line naming the global
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        why = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0])
+        raise CheckpointError(f"{path}: refused to load: the pickle holds more than tensors ({why}); .bin files "
+                              f"are only read with torch.load(weights_only=True)") from None
     except Exception as e:  # corrupt zip, truncated file, ...
         raise CheckpointError(f"{path}: cannot read PyTorch checkpoint: {e}") from None
     if not isinstance(state, dict):

@@ -84,7 +84,8 @@ class RecordSet:
             raise FileNotFoundError(f"training records not found: {path!r} (data.train_path)")
         roots = image_roots(path) if os.path.isdir(path) else {}
         records, by_task = [], {}
-        for r in iter_records(path, split=split if os.path.isdir(path) else None):
+        for r in iter_records(path, split=split if os.path.isdir(path) else None,
+                              required=("id", "task", "dataset", "image")):
             if tasks is not None and r["task"] not in tasks:
                 continue
             root = roots.get(r["dataset"], image_root)

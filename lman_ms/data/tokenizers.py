@@ -69,7 +69,8 @@ def load_clip_tokenizer(path: str):
         return ClipTokenizer(path)
     if os.path.isfile(path) or os.path.isfile(os.path.join(path, "tokenizer.model")):
         return load_llm_tokenizer(path)
-    raise FileNotFoundError(f"no CLIP tokenizer (vocab.json + merges.txt) or tokenizer.model in {path}")
+    raise FileNotFoundError(f"no CLIP tokenizer (vocab.json + merges.txt) or tokenizer.model in {path!r} "
+                            f"(data.clip_tokenizer_path / data.tokenizer_path)")
 
 
 def fixed_length(tokenizer, text: str, length: int) -> tuple:

@@ -29,7 +29,7 @@ import numpy as np
 from mindspore import Tensor
 
 from lman_ms.config import LManConfig, load_config
-from lman_ms.data.conversation import VicunaTemplate, prefix_ids
+from lman_ms.data.conversation import prefix_ids, template_from_config
 from lman_ms.data.pipeline import RecordSet, Stage2Source
 from lman_ms.data.tokenizers import load_clip_tokenizer, load_llm_tokenizer
 from lman_ms.models.losses import IGNORE_INDEX
@@ -97,7 +97,7 @@ class _InOrder(Stage2Source):
     with exactly the tokenisation and image handling of training."""
 
     def __init__(self, cfg, records: RecordSet, llm_tok, clip_tok, batch_size: int):
-        super().__init__(cfg, records, llm_tok, clip_tok, num_steps=1)
+        super().__init__(cfg, records, llm_tok, clip_tok, num_steps=1, template=template_from_config(cfg))
         self.batches = [(task, ids[i:i + batch_size]) for task, ids in records.by_task.items()
                         for i in range(0, len(ids), batch_size)]
 
@@ -130,7 +130,7 @@ def predict_answers(model, cfg: LManConfig, records: RecordSet, llm_tok, clip_to
     """Greedy answers {record id: text}: [template prefix ; visual tokens ; instruction prompt] -> Generator."""
     from lman_ms.infer.generate import Generator
     source = _InOrder(cfg, records, llm_tok, clip_tok, batch_size)
-    template = VicunaTemplate()
+    template = template_from_config(cfg)
     prefix = model.llm.embed_tokens(Tensor(prefix_ids(llm_tok, template)[None])).asnumpy()[0]
     budget = cfg.llm.max_position_embeddings
     generator = Generator(model.llm, max_cache_len=budget)
@@ -186,7 +186,7 @@ class AblationPlan:
     eval_mode: str = "PYNATIVE_MODE"             # evaluation has many shapes and few batches: no graph per shape
 
 
-def _limit(records: RecordSet, n: Optional[int]) -> RecordSet:
+def limit_per_task(records: RecordSet, n: Optional[int]) -> RecordSet:
     if not n:
         return records
     keep = [i for ids in records.by_task.values() for i in ids[:n]]
@@ -238,7 +238,7 @@ def run_setting(plan: AblationPlan, setting: Setting) -> dict:
     row["num_query_tokens"] = cfg2.adapter.num_query_tokens
     row["stage2_loss"] = float(s2["result"]["loss"])
     ms.set_context(mode=getattr(ms, plan.eval_mode))
-    held = _limit(RecordSet.load(eval_path, plan.eval_split, cfg2.data.image_root, tasks=HUMANINS_TASKS),
+    held = limit_per_task(RecordSet.load(eval_path, plan.eval_split, cfg2.data.image_root, tasks=HUMANINS_TASKS),
                   plan.max_eval_records)
     llm_tok = load_llm_tokenizer(cfg2.data.tokenizer_path)
     clip_tok = load_clip_tokenizer(cfg2.data.clip_tokenizer_path or cfg2.data.tokenizer_path)

@@ -4,7 +4,9 @@ Layout: ``OUTPUT_DIR/checkpoints/step_00000120/`` holding ``model.ckpt`` (every 
 model weights, AdamW moments, the optimizer's step), ``state.json`` (step, data position, seed) and
 ``config.yaml`` (the resolved config). A checkpoint is written into ``.step_00000120.tmp`` and renamed into place
 only when complete (a rename is atomic on POSIX), so a crash during a write leaves the previous checkpoints intact
-and the half-written folder is ignored (and cleaned up) later. The last ``keep_last`` checkpoints are kept.
+and the half-written folder is ignored (and cleaned up) later. The last ``keep_last`` checkpoints are kept; an
+old one is renamed to a hidden ``.step_N.old`` before it is deleted, so a crash while pruning never leaves a visible
+half-deleted folder. Every file is fsynced before the rename (durable across a power cut, not only a kill).
 """
 from __future__ import annotations
 
@@ -52,22 +54,34 @@ def save_checkpoint(cell, output_dir: str, step: int, state: dict, config_yaml: 
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     ms.save_checkpoint(cell, os.path.join(tmp, "model.ckpt"))
+    _fsync_file(os.path.join(tmp, "model.ckpt"))
     with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as f:
         f.write(config_yaml)
+        f.flush()
+        os.fsync(f.fileno())
     # state.json last: its presence marks the folder complete even if a later rename were replayed
     with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
         json.dump({**state, "step": step}, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+    _fsync_dir(tmp)
     if os.path.isdir(final):          # a re-save of the same step (e.g. the final one) replaces it
-        shutil.rmtree(final)
+        _hide(final)
     os.rename(tmp, final)
     _fsync_dir(root)
     for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in glob.glob(os.path.join(root, ".step_*.tmp")):
+        shutil.rmtree(_hide(old), ignore_errors=True)
+    for stale in glob.glob(os.path.join(root, ".step_*")):     # .tmp of interrupted writes, .old of prunes
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _hide(ckpt_dir: str) -> str:
+    """Rename a checkpoint folder to ``.step_N.old`` (atomic): from then on it is invisible, whole or not."""
+    hidden = os.path.join(os.path.dirname(ckpt_dir), f".{os.path.basename(ckpt_dir)}.old")
+    shutil.rmtree(hidden, ignore_errors=True)
+    os.rename(ckpt_dir, hidden)
+    return hidden
 
 
 def load_checkpoint(cell, ckpt_dir: str, strict: bool = True) -> dict:
@@ -90,6 +104,14 @@ def load_checkpoint(cell, ckpt_dir: str, strict: bool = True) -> dict:
                          f"unexpected in it: {unexpected[:10]}")
     with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: str) -> None:

@@ -16,7 +16,7 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -162,10 +162,10 @@ def build(name: str, root: str, split: str, out_dir: str, workers: int = 1, on_e
 
 
 # ---- reading back and statistics ------------------------------------------------------------------------------------
-def iter_records(path: str, split: Optional[str] = None) -> Iterator[dict]:
+def iter_records(path: str, split: Optional[str] = None, required: Sequence[str] = ()) -> Iterator[dict]:
     """Records from a JSONL file, or from every ``*.jsonl`` under a folder (optionally one split only).
 
-    A broken line is an error naming the file and line."""
+    A broken line, or a record without one of the ``required`` fields, is an error naming the file and line."""
     files = [path] if os.path.isfile(path) else sorted(glob.glob(os.path.join(path, "**", "*.jsonl"), recursive=True))
     if split is not None:
         files = [f for f in files if os.path.basename(f).startswith(split + "-") or os.path.isfile(path)]
@@ -175,9 +175,16 @@ def iter_records(path: str, split: Optional[str] = None) -> Iterator[dict]:
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
+                    rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise AnnotationError(fp, f"invalid JSON: {e.msg}", line=lineno) from e
+                if required:
+                    if not isinstance(rec, dict):
+                        raise AnnotationError(fp, f"expected a JSON object, got {type(rec).__name__}", line=lineno)
+                    missing = [k for k in required if k not in rec]
+                    if missing:
+                        raise AnnotationError(fp, f"record lacks field(s) {missing}", line=lineno)
+                yield rec
 
 
 def image_roots(out_dir: str) -> Dict[str, str]:

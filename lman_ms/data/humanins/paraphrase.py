@@ -229,6 +229,8 @@ def load_pool(path: str) -> Dict[str, List[str]]:
     try:
         with open(path, encoding="utf-8") as f:
             pool = json.load(f)
+    except FileNotFoundError:
+        raise AnnotationError(path, "instruction pool file not found") from None
     except json.JSONDecodeError as e:
         raise AnnotationError(path, f"invalid JSON: {e.msg}", line=e.lineno) from e
     return check_pool(pool, path)
@@ -239,9 +241,12 @@ def import_callable(spec: str) -> Callable:
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"expected 'package.module:function', got {spec!r}")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:  # a typo in --generator: one line, not an import traceback
+        raise ValueError(f"--generator {spec}: {type(e).__name__}: {e}") from e
     if not callable(obj):
         raise TypeError(f"{spec} is not callable")
     return obj
