@@ -1,0 +1,40 @@
+"""The main job end to end at toy length: SynthHuman -> HumanIns -> stage 1 -> stage 2 -> answers -> report.
+
+Learning itself is shown by the full demo (README); here every stage runs with a few steps, and the report must
+carry a metric, chance level and target for all six tasks, the stage-1 retrieval and stage-2 held-out loss, and
+pictures of the answers. A second call finds every stage done and only re-evaluates."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
+    out = str(tmp_path / "demo")
+    cmd = ["bash", os.path.join(REPO, "scripts/run_demo.sh"), out, "--num", "20", "--stage1-steps", "2",
+           "--stage2-steps", "2", "--eval-per-dataset", "2", "--pictures", "1", "--workers", "1"]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.load(open(os.path.join(out, "demo_report.json")))
+    rows = {r["task"]: r for r in doc["table"]}
+    assert set(rows) == {"expression_recognition", "action_recognition", "pedestrian_attribute", "face_detection",
+                         "pedestrian_detection", "pose_estimation"}
+    for r in rows.values():
+        assert r["n"] == 2 and r["target"] > r["chance"] >= 0.0
+        assert r["value"] is None or 0.0 <= r["value"] <= 1.0
+    assert rows["expression_recognition"]["target"] == 3 * rows["expression_recognition"]["chance"]
+    ret = doc["learning"]["stage1_retrieval"]
+    assert 0.0 <= ret["i2t_R@1"] <= 1.0 and ret["chance_R@1"] == 1.0 / ret["num_images"]
+    loss = doc["learning"]["stage2_heldout_loss"]
+    assert loss["start"] > 0 and loss["end"] > 0 and loss["records"] >= 6
+    report = open(os.path.join(out, "demo_report.md")).read()
+    assert "| pose_estimation | mpii | PCKh@0.5 |" in report and "held-out loss" in report
+    pictures = os.listdir(os.path.join(out, "pictures"))
+    assert len(pictures) == 6 and all(p.endswith(".png") for p in pictures)
+    assert sum(1 for _ in open(os.path.join(out, "predictions.jsonl"))) == 12
+
+    again = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "already trained" in again.stdout
