@@ -149,10 +149,8 @@ def evaluate_demo(cfg_path: str, overrides: List[str], ckpt: str, humanins: str,
             rows.append(r)
     subset = [r for rows in chosen.values() for r in rows]
     predictor = LManPredictor(cfg, ckpt)
-    # the cache holds llm.max_position_embeddings tokens; the longest demo prompt (prefix, visual tokens,
-    # instruction) fits in 96 and the longest answer (16 MPII joints) in ~200
-    max_new = min(cfg.train.max_text_length, cfg.llm.max_position_embeddings - 96)
-    preds = predict_records(predictor, subset, batch_size=8, max_new_tokens=max_new)
+    # the predictor caps this by the room the context leaves after each batch's prompt
+    preds = predict_records(predictor, subset, batch_size=8, max_new_tokens=cfg.train.max_text_length)
     with atomic_open(os.path.join(out, "predictions.jsonl")) as f:
         for p in preds:
             f.write(json.dumps(p) + "\n")

@@ -180,18 +180,9 @@ def load_stage1_model(cfg: LManConfig, ckpt: str):
     """A stage-1 ``LMan`` with every parameter from ``ckpt``; a parameter missing from it, or of another shape,
     is an error naming it (a checkpoint of another config or stage)."""
     from lman_ms.models.lman import LMan
-    path = _checkpoint_file(ckpt)
+    from lman_ms.train.pretrained import load_matching
     model = LMan(cfg, stage=1)
-    params = ms.load_checkpoint(path)
-    own = {p.name: p for p in model.get_parameters()}
-    missing = sorted(set(own) - set(params))
-    if missing:
-        raise ValueError(f"{path}: {len(missing)} parameter(s) of the stage-1 model are not in the checkpoint, "
-                         f"e.g. {missing[:5]} (a stage-2 checkpoint, or another config?)")
-    for name, p in own.items():
-        if tuple(params[name].shape) != tuple(p.shape):
-            raise ValueError(f"{path}: {name} has shape {tuple(params[name].shape)}, the model {tuple(p.shape)}")
-        p.set_data(params[name].astype(p.dtype))
+    load_matching(model, _checkpoint_file(ckpt), require_all=True)
     return model
 
 

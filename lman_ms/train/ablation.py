@@ -156,15 +156,9 @@ def load_stage2_model(cfg: LManConfig, ckpt_dir: str):
     """A stage-2 ``LMan`` with every parameter from a training checkpoint folder."""
     from lman_ms.eval.retrieval import _checkpoint_file
     from lman_ms.models.lman import LMan
-    path = _checkpoint_file(ckpt_dir)
+    from lman_ms.train.pretrained import load_matching
     model = LMan(cfg, stage=2)
-    params = ms.load_checkpoint(path)
-    own = {p.name: p for p in model.get_parameters()}
-    missing = sorted(set(own) - set(params))
-    if missing:
-        raise ValueError(f"{path}: {len(missing)} stage-2 parameter(s) missing, e.g. {missing[:5]}")
-    for name, p in own.items():
-        p.set_data(params[name].astype(p.dtype))
+    load_matching(model, _checkpoint_file(ckpt_dir), require_all=True)
     model.set_train(False)
     return model
 
