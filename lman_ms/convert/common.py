@@ -6,18 +6,16 @@ requested output dtype. PyTorch ``.bin`` files are opened with ``torch.load(weig
 holds anything but tensors is refused, never executed.
 
 The MindSpore ``.ckpt`` format is a protobuf ``Checkpoint`` message whose only field is a repeated ``value``; a
-concatenation of serialised messages is therefore one valid message. :func:`write_ms_checkpoint` uses that to write
-with ``mindspore.save_checkpoint`` a part at a time and append the parts into a temporary file that is renamed over
-the target at the end (no crc/encryption, which would add a trailer).
+concatenation of serialised messages is therefore one valid message. :func:`write_ms_checkpoint` uses that to
+encode each ``value`` header by hand and write the tensor bytes straight after it, one tensor at a time, into a
+temporary file that is renamed over the target at the end (no crc/encryption, which would add a trailer).
 """
 from __future__ import annotations
 
 import json
 import os
 import resource
-import shutil
 import struct
-import tempfile
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -199,48 +197,81 @@ def iter_hf_tensors(hf_dir: str, progress: bool = True) -> Iterator[NamedArray]:
 
 
 # ---- MindSpore checkpoints ---------------------------------------------------------------------------------------
+# checkpoint.proto (proto2), as MindSpore ships it in mindspore/train/checkpoint_pb2.py:
+#   message Checkpoint { message Value { required string tag = 1; oneof value { TensorProto tensor = 2; ... } }
+#                        repeated Value value = 1; }
+#   message TensorProto { repeated int64 dims = 1; required string tensor_type = 2; required bytes tensor_content = 3; }
+# proto2 repeated scalars are not packed: each dim is its own (field 1, varint) entry.
+_MS_TENSOR_TYPES = {np.dtype(np.float64): "Float64", np.dtype(np.float32): "Float32",
+                    np.dtype(np.float16): "Float16", np.dtype(np.int64): "Int64", np.dtype(np.int32): "Int32",
+                    np.dtype(np.int16): "Int16", np.dtype(np.int8): "Int8", np.dtype(np.uint64): "UInt64",
+                    np.dtype(np.uint32): "UInt32", np.dtype(np.uint16): "UInt16", np.dtype(np.uint8): "UInt8",
+                    np.dtype(np.bool_): "Bool"}
+# mindspore.save_checkpoint writes a tensor's bytes in values of at most 1024 * SLICE_SIZE bytes (512 MiB), each
+# repeating the name and full dims; doing the same keeps the output byte-identical to MindSpore's
+_MS_CHUNK_BYTES = 1024 * 512 * 1024
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # int64 two's complement, as protobuf encodes negative int64
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _length_delimited(field: int, payload_len: int) -> bytes:
+    return _varint(field << 3 | 2) + _varint(payload_len)
+
+
+def _ms_value_header(name: bytes, dims: bytes, tensor_type: bytes, content_len: int) -> bytes:
+    """Everything of one serialised ``Checkpoint.value`` entry except the tensor bytes that follow it."""
+    tensor_head = dims + _length_delimited(2, len(tensor_type)) + tensor_type + _length_delimited(3, content_len)
+    tensor_len = len(tensor_head) + content_len
+    value_head = _length_delimited(1, len(name)) + name + _length_delimited(2, tensor_len) + tensor_head
+    return _length_delimited(1, len(value_head) + content_len) + value_head
+
+
 def write_ms_checkpoint(tensors: Iterable[NamedArray], path: str, dtype: str = "fp32",
                         flush_bytes: int = 256 << 20) -> Dict[str, int]:
-    """Write ``(name, array)`` pairs to a MindSpore ``.ckpt`` atomically, holding about ``flush_bytes`` at a time.
+    """Write ``(name, array)`` pairs to a MindSpore ``.ckpt`` atomically, one tensor at a time.
 
-    Returns ``{"tensors": n, "bytes": payload bytes}``."""
-    import mindspore as ms
-
+    Each tensor becomes a short hand-encoded protobuf header followed by its bytes, written straight from the numpy
+    array, so no copy of the checkpoint is held in memory; the file is byte-identical to what
+    ``mindspore.save_checkpoint`` writes for the same tensors (no crc/encryption), except that a tensor with no
+    elements is kept (one value with empty content, which ``load_checkpoint`` reads) where MindSpore drops it. As
+    before, a 0-d array is stored with shape ``(1,)``.
+    ``flush_bytes`` is accepted for compatibility and unused. Returns ``{"tensors": n, "bytes": payload bytes}``."""
+    del flush_bytes
     check_dtype(dtype)
-    out_dir = os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".ckpt_parts.", dir=out_dir)
-    count, total, pending, pending_bytes, seen = 0, 0, [], 0, set()
-
-    def flush(out):
-        nonlocal pending, pending_bytes
-        if not pending:
-            return
-        part = os.path.join(work, "part.ckpt")
-        ms.save_checkpoint(pending, part)
-        with open(part, "rb") as f:
-            shutil.copyfileobj(f, out)
-        os.unlink(part)
-        pending, pending_bytes = [], 0
-
-    try:
-        with atomic_open(path, "wb") as out:
-            for name, arr in tensors:
-                if name in seen:
-                    raise CheckpointError(f"{path}: parameter {name!r} written twice")
-                seen.add(name)
-                arr = cast_float(arr, dtype)
-                tensor = ms.Tensor(np.ascontiguousarray(arr))
-                if dtype == "bf16" and np.issubdtype(arr.dtype, np.floating):
-                    tensor = tensor.astype(ms.bfloat16)
-                pending.append({"name": name, "data": tensor})
-                pending_bytes += arr.nbytes
-                count, total = count + 1, total + tensor.nbytes
-                if pending_bytes >= flush_bytes:
-                    flush(out)
-            flush(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    count, total, seen = 0, 0, set()
+    with atomic_open(path, "wb") as out:
+        for name, arr in tensors:
+            if name in seen:
+                raise CheckpointError(f"{path}: parameter {name!r} written twice")
+            seen.add(name)
+            arr = np.asarray(arr)
+            if dtype == "bf16" and np.issubdtype(arr.dtype, np.floating):
+                data, tensor_type = fp32_to_bf16_bits(arr.astype(np.float32, copy=False)), "BFloat16"
+            else:
+                data = np.ascontiguousarray(cast_float(arr, dtype))
+                tensor_type = _MS_TENSOR_TYPES.get(data.dtype)
+                if tensor_type is None:
+                    raise CheckpointError(f"{path}: parameter {name!r} has dtype {data.dtype}, which a MindSpore "
+                                          f"checkpoint cannot hold")
+            raw = memoryview(data.reshape(-1).view(np.uint8))
+            name_b, type_b = name.encode("utf-8"), tensor_type.encode("ascii")
+            # a 0-d array is written with shape (1,), as before (np.ascontiguousarray returns at least 1-d)
+            dims = b"".join(b"\x08" + _varint(int(d)) for d in (arr.shape or (1,)))
+            for start in range(0, max(len(raw), 1), _MS_CHUNK_BYTES):
+                chunk = raw[start:start + _MS_CHUNK_BYTES]
+                out.write(_ms_value_header(name_b, dims, type_b, len(chunk)))
+                out.write(chunk)
+            count, total = count + 1, total + data.nbytes
+            del raw, data
     return {"tensors": count, "bytes": total}
 
 

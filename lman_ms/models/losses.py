@@ -47,10 +47,13 @@ def vision_grounded_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def causal_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Eq. (8): -log p(Z_a | Z_ins) averaged over answer tokens; position t predicts label t+1."""
-    shift_logits = logits[:, :-1]
-    shift_labels = labels[:, 1:]
-    return _cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1))
+    """Eq. (8): -log p(Z_a | Z_ins) averaged over answer tokens; position t predicts label t+1.
+
+    The labels are shifted (the last position gets IGNORE_INDEX), not the logits: the same loss without copying
+    the (batch, seq - 1, vocab) logits slice and its gradient, as transformers' ``ForCausalLMLoss`` does."""
+    ignore = ops.fill(labels.dtype, (labels.shape[0], 1), IGNORE_INDEX)
+    shift_labels = ops.concat((labels[:, 1:], ignore), axis=1)
+    return _cross_entropy(logits.reshape(-1, logits.shape[-1]), shift_labels.reshape(-1))
 
 
 class LogitScale(nn.Cell):

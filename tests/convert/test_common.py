@@ -9,9 +9,9 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
-from lman_ms.convert.common import (CheckpointError, bf16_bits_to_fp32, find_checkpoint_files, fp32_to_bf16_bits,
-                                    iter_hf_tensors, iter_ms_checkpoint, iter_safetensors, iter_torch_bin,
-                                    write_hf_safetensors, write_ms_checkpoint)
+from lman_ms.convert.common import (CheckpointError, bf16_bits_to_fp32, cast_float, find_checkpoint_files,
+                                    fp32_to_bf16_bits, iter_hf_tensors, iter_ms_checkpoint, iter_safetensors,
+                                    iter_torch_bin, write_hf_safetensors, write_ms_checkpoint)
 from lman_ms.convert.mapping import WeightMap, concat, rename, unsqueeze
 
 
@@ -112,7 +112,7 @@ def test_empty_folder_is_an_error(tmp_path):
 def test_ms_checkpoint_written_in_parts_loads_whole(tmp_path):
     path = str(tmp_path / "out.ckpt")
     tensors = [(f"p{i}", np.full((3, 4), i, np.float32)) for i in range(5)]
-    # flush every 100 bytes: five save_checkpoint parts appended into one file
+    # written one tensor at a time (flush_bytes is accepted but no longer used)
     summary = write_ms_checkpoint(iter(tensors), path, "fp32", flush_bytes=100)
     assert summary == {"tensors": 5, "bytes": 5 * 48}
     loaded = ms.load_checkpoint(path)
@@ -130,6 +130,105 @@ def test_ms_checkpoint_dtypes(tmp_path):
     assert dict(iter_ms_checkpoint(path))["w"].tolist() == [1.0, 3.0]  # RNE, read back as fp32
     write_ms_checkpoint([("w", np.array([0.5], np.float32))], path, "fp16")
     assert ms.load_checkpoint(path)["w"].dtype == ms.float16
+
+
+def _ms_reference(tensors, dtype):
+    """What the converter used to do: mindspore.save_checkpoint of ms.Tensors cast like the writer casts."""
+    params = []
+    for name, arr in tensors:
+        t = ms.Tensor(np.ascontiguousarray(cast_float(arr, dtype)))
+        if dtype == "bf16" and np.issubdtype(arr.dtype, np.floating):
+            t = t.astype(ms.bfloat16)
+        params.append({"name": name, "data": t})
+    return params
+
+
+def _edge_tensors():
+    rng = np.random.default_rng(1)
+    ties = np.array([1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -0.0, np.inf, -np.inf, 65504.0, 1e-8, 3.3e38], np.float32)
+    return [("model.layers.0.weight", rng.standard_normal((200, 3)).astype(np.float32)),  # dims/lengths > 127
+            ("ties", ties),
+            ("scalar", np.array(0.25, np.float32)),  # 0-d: stored as (1,), as the converter always did
+            ("one", np.array([7.5], np.float64)),
+            ("", np.arange(3, dtype=np.float16)),  # empty name is still written (as MindSpore does)
+            ("n" * 300 + "ü", np.ones((1, 1), np.float32)),  # long, non-ASCII name
+            ("ids", np.arange(-3, 3, dtype=np.int64)), ("i32", np.array([5], np.int32)),
+            ("mask", np.array([True, False])), ("u8", np.array(9, np.uint8))]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 3.3e38 -> fp16 inf, on purpose
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+def test_ms_checkpoint_byte_identical_to_mindspore(tmp_path, dtype):
+    tensors = _edge_tensors()
+    ours, ref = str(tmp_path / "ours.ckpt"), str(tmp_path / "ref.ckpt")
+    summary = write_ms_checkpoint(iter(tensors), ours, dtype)
+    params = _ms_reference(tensors, dtype)
+    ms.save_checkpoint(params, ref)
+    with open(ours, "rb") as a, open(ref, "rb") as b:
+        assert a.read() == b.read()
+    assert summary == {"tensors": len(tensors), "bytes": sum(p["data"].nbytes for p in params)}
+    loaded = ms.load_checkpoint(ours)
+    assert list(loaded) == [n for n, _ in tensors]
+    assert loaded["scalar"].shape == (1,) and loaded["u8"].shape == (1,)
+    for p in params:
+        got = loaded[p["name"]]
+        assert got.dtype == p["data"].dtype and got.shape == p["data"].shape
+        assert got.asnumpy().tobytes() == p["data"].asnumpy().tobytes()
+
+
+def test_ms_checkpoint_bf16_nan_matches_mindspore(tmp_path):
+    tensors = [("w", np.array([np.nan, -np.nan, 1.0], np.float32))]
+    ours = str(tmp_path / "ours.ckpt")
+    write_ms_checkpoint(tensors, ours, "bf16")
+    got = ms.load_checkpoint(ours)["w"]
+    assert got.dtype == ms.bfloat16
+    assert np.isnan(got.float().asnumpy()[:2]).all() and got.float().asnumpy()[2] == 1.0
+
+
+def test_ms_checkpoint_large_tensor_sliced_like_mindspore(tmp_path, monkeypatch):
+    # MindSpore writes a tensor in values of 1024 * SLICE_SIZE bytes (512 MiB); shrink both sides to 1 KiB
+    import mindspore.train.serialization as serialization
+
+    import lman_ms.convert.common as common
+
+    assert common._MS_CHUNK_BYTES == 1024 * serialization.SLICE_SIZE
+    monkeypatch.setattr(serialization, "SLICE_SIZE", 1)
+    monkeypatch.setattr(common, "_MS_CHUNK_BYTES", 1024)
+    big = np.arange(40 * 25, dtype=np.float32).reshape(40, 25)  # 4000 bytes: 4 values
+    tensors = [("big", big), ("exact", np.zeros(256, np.float32)), ("small", big[0])]  # exact: one full chunk
+    ours, ref = str(tmp_path / "ours.ckpt"), str(tmp_path / "ref.ckpt")
+    write_ms_checkpoint(tensors, ours, "fp32")
+    ms.save_checkpoint(_ms_reference(tensors, "fp32"), ref)
+    with open(ours, "rb") as a, open(ref, "rb") as b:
+        data = a.read()
+        assert data == b.read()
+    assert data.count(b"big") == 4
+    got = dict(iter_ms_checkpoint(ours))
+    assert np.array_equal(got["big"], big) and np.array_equal(got["small"], big[0])
+
+
+def test_ms_checkpoint_keeps_empty_tensor(tmp_path):
+    # mindspore.save_checkpoint silently drops a tensor without elements; the writer keeps it
+    path = str(tmp_path / "out.ckpt")
+    write_ms_checkpoint([("e", np.zeros((0, 3), np.float32)), ("w", np.ones(2, np.float32))], path, "fp16")
+    loaded = ms.load_checkpoint(path)
+    assert list(loaded) == ["e", "w"]
+    assert loaded["e"].shape == (0, 3) and loaded["e"].dtype == ms.float16
+    assert dict(iter_ms_checkpoint(path))["e"].shape == (0, 3)
+
+
+def test_ms_checkpoint_unsupported_dtype_is_named(tmp_path):
+    path = str(tmp_path / "out.ckpt")
+    with pytest.raises(CheckpointError, match=r"out.ckpt: parameter 'txt' has dtype <U2"):
+        write_ms_checkpoint([("ok", np.ones(1, np.float32)), ("txt", np.array(["ab"]))], path)
+    assert not os.path.exists(path) and os.listdir(tmp_path) == []
+
+
+def test_ms_checkpoint_duplicate_name_is_an_error(tmp_path):
+    path = str(tmp_path / "out.ckpt")
+    with pytest.raises(CheckpointError, match=r"parameter 'w' written twice"):
+        write_ms_checkpoint([("w", np.ones(1, np.float32)), ("w", np.ones(1, np.float32))], path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_ms_checkpoint_failure_keeps_old_file(tmp_path):
