@@ -91,6 +91,7 @@ class LLMConfig:
     tie_word_embeddings: bool = False
     compute_dtype: str = "float32"     # bfloat16 / float16 on Ascend; CPU has no bf16 MatMul
     use_flash_attention: bool = False  # Ascend only
+    initializer_range: Optional[float] = None  # None: mindformers' N(0, 0.01); 0.02 redraws as HF (from scratch)
 
 
 @dataclass

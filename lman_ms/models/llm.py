@@ -117,6 +117,17 @@ class VicunaDecoder(nn.Cell):
         self.hidden_size = config.hidden_size
         self.pad_token_id = config.pad_token_id
         self.compute_dtype = self.llama.model.dtype
+        if config.initializer_range is not None:    # a decoder trained from scratch; pretrained loads skip it
+            self._init_like_hf(config.initializer_range)
+
+    def _init_like_hf(self, std: float) -> None:
+        """Re-draw the matrices as HF ``LlamaPreTrainedModel._init_weights`` does, N(0, initializer_range), where
+        mindformers draws N(0, 0.01): a decoder trained from scratch (the tiny demo, the tests) then starts as the
+        HF reference does. Pretrained weights overwrite either."""
+        from mindspore.common.initializer import Normal, initializer
+        for p in self.llama.get_parameters():
+            if len(p.shape) == 2:
+                p.set_data(initializer(Normal(sigma=std), p.shape, p.dtype))
 
     # ---- pieces the composite model and the generator use ---------------------------------------------------------
     def embed_tokens(self, input_ids: Tensor) -> Tensor:
