@@ -25,7 +25,9 @@ DEMO_TASKS = [
     ("rafdb", "expression_recognition", "acc", "3x chance", "uniform"),
     ("stanford40", "action_recognition", "acc", "3x chance", "uniform"),
     ("pa100k", "pedestrian_attribute", "mA", 0.75, "half"),
-    ("wider_face", "face_detection", "AP50", 0.5, "zero"),
+    # WIDER FACE's AP is at IoU 0.5; its hard subset holds every face (easy/medium drop the small ones, which are
+    # most SynthHuman faces)
+    ("wider_face", "face_detection", "AP_hard", 0.5, "zero"),
     ("coco_person", "pedestrian_detection", "AP50", 0.5, "zero"),
     ("mpii", "pose_estimation", "PCKh@0.5", 0.5, "zero"),
 ]
