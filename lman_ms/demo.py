@@ -33,16 +33,15 @@ DEMO_TASKS = [
 ]
 
 
-def _stage_done(out: str) -> bool:
+def _stage_done(out: str, max_steps: int) -> bool:
+    """Whether ``out`` holds a checkpoint at ``max_steps`` (the requested count, so that a larger
+    ``--stage2-steps`` continues an earlier run instead of taking it as finished)."""
     from lman_ms.train.checkpoint import latest_checkpoint
     ckpt = latest_checkpoint(out) if os.path.isdir(out) else None
     if not ckpt:
         return False
     with open(os.path.join(ckpt, "state.json")) as f:
-        state = json.load(f)
-    with open(os.path.join(ckpt, "config.yaml")) as f:
-        import yaml
-        return state["step"] >= yaml.safe_load(f)["train"]["max_steps"]
+        return json.load(f)["step"] >= max_steps
 
 
 def build_data(out: str, num: int, seed: int, workers: int, system_prompt: str = "") -> Dict[str, str]:
@@ -79,7 +78,7 @@ def run_stage(config: str, overrides: List[str], out: str) -> str:
     from lman_ms.config import load_config
     from lman_ms.train.trainer import Trainer
     cfg = load_config(config, overrides + [f"train.output_dir={out}"])
-    if _stage_done(out):
+    if _stage_done(out, cfg.train.max_steps):
         logger.info("%s: already trained", out)
         return out
     resume = out if os.path.isdir(os.path.join(out, "checkpoints")) else None

@@ -38,3 +38,10 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     again = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "already trained" in again.stdout
+    # a larger --stage2-steps continues stage 2 from its last checkpoint (stage 1 stays done)
+    assert cmd[7:9] == ["--stage2-steps", "2"]
+    more = subprocess.run(cmd[:8] + ["3"] + cmd[9:], cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert more.stdout.count("already trained") == 1 and "at step 2" in more.stdout + more.stderr
+    last = json.loads(open(os.path.join(out, "stage2", "metrics.jsonl")).readlines()[-1])
+    assert last["step"] == 3

@@ -189,6 +189,12 @@ class Generator:
         self.prefill_bucket = prefill_bucket
         self._cells = {}
 
+    def room(self, prompt_length: int) -> int:
+        """The most new tokens the cache allows after a prompt of ``prompt_length`` positions (prefix embeddings
+        included), bucketed as the cache backend lays it out; < 1 when the prompt alone fills the cache."""
+        width = -(-prompt_length // self.prefill_bucket) * self.prefill_bucket
+        return self.max_cache_len - width + 1
+
     def _cell(self, kind: str):
         if kind not in self._cells:
             if kind == "recompute":

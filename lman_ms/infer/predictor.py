@@ -85,15 +85,14 @@ class LManPredictor:
         generation.setdefault("pad_token_id", self.tok.pad_id)
         # never ask for more tokens than the cache has room for after this batch's (bucketed) prompt: a long
         # instruction then shortens the answer budget instead of failing the whole batch
-        g = self.generator
-        width = -(-(prefix.shape[1] + max(len(p) for p in prompts)) // g.prefill_bucket) * g.prefill_bucket
-        room = g.max_cache_len - width + 1
+        length = prefix.shape[1] + max(len(p) for p in prompts)
+        room = self.generator.room(length)
         if room < 1:
-            raise ValueError(f"the prompt ({width} tokens with the visual prefix) fills the whole context "
-                             f"({g.max_cache_len} = llm.max_position_embeddings)")
+            raise ValueError(f"the prompt ({length} tokens with the visual prefix) fills the whole context "
+                             f"({self.generator.max_cache_len} = llm.max_position_embeddings)")
         if generation.get("max_new_tokens", 0) > room:
             generation["max_new_tokens"] = room
-        out = g.generate(input_ids=prompts, prefix_embeds=prefix, **generation)
+        out = self.generator.generate(input_ids=prompts, prefix_embeds=prefix, **generation)
         return [self.tok.decode(seq).strip() for seq in out.sequences]
 
 

@@ -142,8 +142,7 @@ def predict_answers(model, cfg: LManConfig, records: RecordSet, llm_tok, clip_to
         visual = visual.asnumpy().astype(np.float32)
         prompts = [llm_tok.encode(template.prompt(r["instruction"]), bos=False, eos=False) for r in recs]
         embeds = np.concatenate([np.broadcast_to(prefix, (len(recs),) + prefix.shape), visual], 1)
-        width = -(-(embeds.shape[1] + max(len(p) for p in prompts)) // generator.prefill_bucket)
-        room = budget - width * generator.prefill_bucket + 1   # the generator's own bound on new tokens
+        room = generator.room(embeds.shape[1] + max(len(p) for p in prompts))
         if room < 1:
             raise ValueError(f"llm.max_position_embeddings={budget} leaves no room to generate after the prompt")
         out = generator.generate(input_ids=prompts, prefix_embeds=embeds, max_new_tokens=min(max_new_tokens, room))

@@ -140,6 +140,10 @@ def test_bad_requests_are_rejected(setup):
     _, _, gen = setup
     with pytest.raises(ValueError, match="exceeds the cache length 32"):
         gen.generate(PROMPTS, max_new_tokens=18)  # 16 (bucketed prompt) + 18 - 1 > 32
+    # room(): exactly the bound generate() enforces
+    assert gen.room(max(len(p) for p in PROMPTS)) == 17 and gen.room(17) == 1 and gen.room(33) < 1
+    with pytest.raises(ValueError, match="exceeds the cache length 32"):
+        gen.generate(PROMPTS, max_new_tokens=gen.room(max(len(p) for p in PROMPTS)) + 1)
     with pytest.raises(ValueError, match="max_cache_len must be in 1..32"):
         Generator(gen.decoder, max_cache_len=33)
     with pytest.raises(ValueError, match="prompt 1 is empty"):

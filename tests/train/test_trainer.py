@@ -139,3 +139,5 @@ def test_stage2_lora_trains_adapters_only_and_predictor_merges(toy):
     img = os.path.join(root, "images", "img_000.png")
     answer = predictor.answer([img], ["What is the facial expression of this person?"], max_new_tokens=4)
     assert isinstance(answer[0], str)
+    # more new tokens than the context has room for after the prompt: capped, not an error
+    assert isinstance(predictor.answer([img], ["What is the facial expression?"], max_new_tokens=10_000)[0], str)
