@@ -131,6 +131,9 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
+    # learning-rate multiplier per component (vision_model, adapter, language_projection, llm, ...; others 1.0):
+    # the visual path of a model whose LLM also trains gets a larger step, as in LLaVA's mm_projector_lr
+    lr_scale: Dict[str, float] = field(default_factory=dict)
     loss_scale: float = 1.0            # static loss scale (fp16 on Ascend); 1.0 = none
     save_steps: int = 500
     keep_last: int = 3
@@ -138,6 +141,7 @@ class TrainConfig:
     max_text_length: int = 256         # LLM sequence length bucket upper bound (stage 2)
     freeze_vision: Optional[bool] = None   # None: by stage (frozen in stage 1, trained in stage 2)
     freeze_adapter: bool = False
+    freeze_text: bool = True           # stage 1's CLIP text tower (frozen in the paper)
     freeze_llm: bool = True            # stage 2: frozen except trainable_llm_layers / LoRA
     trainable_llm_layers: int = 0      # stage 2: train the last N decoder layers (and the final norm)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -326,6 +330,15 @@ def _check_type(cls, f, value, key, source):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
         return value
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        if args and args[1] is float:
+            bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                raise ConfigError(f"{source}: {key}.{bad[0]} must be a number, got {value[bad[0]]!r}")
+            return {k: float(v) for k, v in value.items()}
+        return dict(value)
     if origin in (list, List):
         if not isinstance(value, list):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")

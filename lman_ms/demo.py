@@ -52,6 +52,10 @@ def build_data(out: str, num: int, seed: int, workers: int, system_prompt: str =
         make_synth(synth, num, seed)
         logger.info("HumanIns: real converters -> %s", humanins)
         build_synth_humanins(synth, humanins, workers=workers, progress=True)
+    from lman_ms.data.synth.label_captions import NAME, write_label_captions
+    if not os.path.isfile(os.path.join(humanins, NAME, "train-00000.jsonl")):
+        logger.info("stage-1 captions of the labelled training pictures: %s",
+                    json.dumps(write_label_captions(humanins)))
     tok_dir = os.path.join(out, "tokenizer")
     if not os.path.isfile(os.path.join(tok_dir, "tokenizer.model")):
         train_tokenizer(humanins, tok_dir, system_prompt=system_prompt)

@@ -14,6 +14,7 @@ from typing import Optional
 
 import mindspore as ms
 from mindspore import nn, ops
+from mindspore.common.initializer import Normal
 
 from lman_ms.config import LManConfig
 
@@ -59,7 +60,12 @@ class LMan(nn.Cell):
             self.use_lic, self.use_vmlm, self.vmlm_weight = loss.lic, loss.vmlm, loss.vmlm_weight
         else:
             from .llm import VicunaDecoder
-            self.language_projection = nn.Dense(a.hidden_size, config.llm.hidden_size)
+            # N(0, initializer_range) with a zero bias, as HF InstructBLIP initialises it: the visual tokens then
+            # start near the scale of the LLM's token embeddings. Behind the LLM's RMSNorm only the direction of
+            # a token counts, so a token 80x larger than the embeddings (the default Dense init) turned the same
+            # learning rate into an 80x smaller effective step for the visual path (README, "Decisions").
+            self.language_projection = nn.Dense(a.hidden_size, config.llm.hidden_size,
+                                                weight_init=Normal(a.initializer_range), bias_init="zeros")
             self.llm = VicunaDecoder(config.llm)
 
     # ---- shared ------------------------------------------------------------------------------------------------

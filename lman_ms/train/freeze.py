@@ -45,7 +45,7 @@ def apply_freezing(model: nn.Cell, train: TrainConfig, num_llm_layers: int = 0) 
         if comp == "vision_model":
             trainable = not freeze_vision
         elif comp == "text_model":
-            trainable = False
+            trainable = not train.freeze_text
         elif comp == "adapter":
             trainable = not train.freeze_adapter
         elif comp == "llm":

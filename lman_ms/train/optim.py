@@ -39,14 +39,27 @@ def _no_decay(name: str, shape) -> bool:
 
 
 def build_optimizer(params, train: TrainConfig):
+    """AdamW over the trainable ``params``: weight-decay groups, each split by ``train.lr_scale`` component."""
+    from lman_ms.train.freeze import COMPONENTS, component_of
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: check the freeze settings of the train section")
-    decay = [p for p in params if not _no_decay(p.name, p.shape)]
-    no_decay = [p for p in params if _no_decay(p.name, p.shape)]
-    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    unknown = sorted(set(train.lr_scale) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"train.lr_scale.{unknown[0]}: unknown component (known: {', '.join(COMPONENTS)})")
     schedule = WarmupCosineLR(train.learning_rate, train.min_learning_rate, train.warmup_steps, train.max_steps)
+    groups = []
+    for scale in sorted({train.lr_scale.get(component_of(p.name), 1.0) for p in params}):
+        mine = [p for p in params if train.lr_scale.get(component_of(p.name), 1.0) == scale]
+        for decay in (True, False):
+            chosen = [p for p in mine if _no_decay(p.name, p.shape) != decay]
+            if not chosen:
+                continue
+            group = {"params": chosen, "weight_decay": train.weight_decay if decay else 0.0}
+            if scale != 1.0:
+                group["lr"] = WarmupCosineLR(train.learning_rate * scale, train.min_learning_rate * scale,
+                                             train.warmup_steps, train.max_steps)
+            groups.append(group)
     # mindformers' AdamW is torch.optim.AdamW (bias-corrected moments, decoupled weight decay). MindSpore's
     # nn.AdamWeightDecay has no bias correction: its first updates are ~3x the learning rate, and measured here a
     # 2-layer LLaMA at lr 2e-3 then did not learn to copy a sequence in 300 steps, where this optimizer and

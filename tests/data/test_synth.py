@@ -359,3 +359,30 @@ def test_converters_build_expected_record_counts(synth, tmp_path):
     # Records keep the drawn truth: Stanford 40 labels follow i mod 9, RAF-DB i mod 7.
     first = json.loads(open(os.path.join(out, "stanford40", "train-00000.jsonl")).readline())
     assert first["target"]["label_name"] == ACTIONS[0] and first["image"] == f"JPEGImages/{ACTIONS[0]}_001.jpg"
+
+
+def test_label_captions_describe_each_training_picture_from_its_labels(synth, tmp_path):
+    from lman_ms.data.pipeline import RecordSet
+    from lman_ms.data.synth.captions import ACTION_PHRASES, EXPRESSION_WORDS
+    from lman_ms.data.synth.label_captions import NAME, write_label_captions
+    root, _ = synth
+    out = str(tmp_path / "humanins")
+    build_synth_humanins(root, out)
+    counts = write_label_captions(out)
+    assert counts == {"rafdb": 24, "stanford40": 24, "pa100k": 27}      # one per training image, test untouched
+    caps = RecordSet.load(out, "train", tasks=["caption"])
+    mine = [r for r in caps.records if r["id"].startswith(NAME + "/")]
+    assert len(mine) == 75 and {r["split"] for r in mine} == {"train"}
+    by_id = {r["id"]: r for r in RecordSet.load(out, "train").records}
+    for r in mine:
+        src = by_id[r["id"][len(NAME) + 1:] + "/0"]
+        assert r["image_path"] == src["image_path"] and os.path.isfile(r["image_path"])   # the source's root
+        t = src["target"]
+        if src["task"] == "expression_recognition":
+            assert all(EXPRESSION_WORDS[t["label_name"]] in c for c in r["target"]["captions"])
+        elif src["task"] == "action_recognition":
+            assert all(ACTION_PHRASES[t["label_name"]] in c for c in r["target"]["captions"]), r
+        else:
+            noun = "woman" if t["attributes"][0] else "man"
+            assert all(f" {noun} " in c for c in r["target"]["captions"])
+    assert not RecordSet.load(out, "test", tasks=["caption"]).records[0]["id"].startswith(NAME)

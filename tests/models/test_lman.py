@@ -107,3 +107,20 @@ def test_7b_sizes_within_one_percent_of_known():
     counts = count_parameters(load_config("configs/lman_7b.yaml"))
     assert abs(counts["vision_model"] / 303.18e6 - 1) < 0.01    # CLIP ViT-L/14 vision tower
     assert abs(counts["llm"] / 6.738e9 - 1) < 0.01              # Vicuna-7B / LLaMA-7B
+
+
+def test_stage1_freeze_text_false_trains_the_text_tower():
+    _, _, counts, _, before, after = _run_step(1, ["train.freeze_text=false"])
+    assert counts["text_model"]["trainable"] == counts["text_model"]["total"]
+    assert _changed(before, after, "text_model.embeddings.token_embedding.weight")
+
+
+def test_language_projection_starts_at_the_adapter_initializer_range():
+    # HF InstructBLIP's init: N(0, initializer_range), zero bias; the visual tokens then start near the scale of
+    # the LLM's token embeddings instead of ~80x above it (README, Decisions)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    cfg = load_config("configs/tiny_cpu.yaml", ["train.stage=2", "adapter.initializer_range=0.02"])
+    proj = LMan(cfg).language_projection
+    w = proj.weight.asnumpy()
+    assert abs(w.std() - 0.02) < 0.003 and abs(w.mean()) < 0.003
+    assert not proj.bias.asnumpy().any()
