@@ -20,6 +20,9 @@ Three cells, each compiled once per input shape in GRAPH_MODE:
 
 Rotary positions are per sequence (``position_ids``): a left-padded sequence starts at position 0 at its first real
 token, as if it were alone in the batch.
+
+``Generator`` runs these cells with ``inplace_cache=False``; by default it keeps the caches on the device instead
+(``inplace_cache.py``), which spares the per-step rebuild and copy of the whole cache.
 """
 from __future__ import annotations
 
@@ -34,6 +37,16 @@ def merge_embeddings(tok_embeddings, dtype, input_ids, input_embeds, embeds_mask
     tokens = tok_embeddings(input_ids).astype(dtype)
     use = ops.broadcast_to(embeds_mask.astype(ms.bool_).expand_dims(-1), tokens.shape)
     return ops.select(use, input_embeds.astype(dtype), tokens)
+
+
+def prompt_mask(attention_mask, dtype):
+    """Additive causal + key-padding mask (batch, 1, P, P) of a left-padded prompt, ``attention_mask`` (batch, P)."""
+    bs, seq = attention_mask.shape
+    steps = ops.arange(seq, dtype=ms.int32)
+    causal = steps.reshape(1, 1, seq, 1) >= steps.reshape(1, 1, 1, seq)
+    real_key = attention_mask.reshape(bs, 1, 1, seq) != 0
+    allowed = ops.logical_and(causal, real_key).astype(dtype)
+    return (1.0 - allowed) * MASK_VALUE
 
 
 def _check_decoder(decoder: VicunaDecoder) -> None:
@@ -120,11 +133,7 @@ class PrefillCell(_CachedDecoderBase):
             raise ValueError("PrefillCell: prompt longer than the KV cache")
         h = merge_embeddings(self.tok_embeddings, self.dtype, input_ids, input_embeds, embeds_mask)
         freqs = self._rotary(position_ids)
-        steps = ops.arange(seq, dtype=ms.int32)
-        causal = steps.reshape(1, 1, seq, 1) >= steps.reshape(1, 1, 1, seq)
-        real_key = attention_mask.reshape(bs, 1, 1, seq) != 0
-        allowed = ops.logical_and(causal, real_key).astype(self.dtype)
-        mask = (1.0 - allowed) * MASK_VALUE
+        mask = prompt_mask(attention_mask, self.dtype)
         keys = []
         values = []
         for i in range(self.num_layers):

@@ -1,6 +1,8 @@
-"""Benchmark 2: greedy decoding tokens/s of ``lman_ms.infer.generate.Generator`` (GRAPH_MODE, static KV cache)
-against recomputing the whole sequence at every step (``backend="recompute"``) and against Hugging Face
-``generate()`` in PyTorch (its dynamic KV cache), for the same LLaMA weights, at growing total lengths.
+"""Benchmark 2: greedy decoding tokens/s of ``lman_ms.infer.generate.Generator`` (GRAPH_MODE, static KV cache kept
+on the device, decode step on the fused CPU kernels of ``lman_ms/infer/decode_kernels.cc`` when they can be built:
+the details name the decode cell that ran) against recomputing the whole sequence at every step
+(``backend="recompute"``) and against Hugging Face ``generate()`` in PyTorch (its dynamic KV cache), for the same
+LLaMA weights, at growing total lengths.
 
 One random ``LlamaForCausalLM`` is written by ``transformers`` and loaded with ``lman_ms.convert.llama``, so both
 sides decode the same weights (the greedy tokens are compared too). For each total length L (prompt + new tokens)
@@ -78,6 +80,14 @@ class MsGenerationSide:
         self.generators[length] = gen
         return time.perf_counter() - t0
 
+    def decode_cell(self, length: int, batch_size: int = 1) -> str:
+        """Class of the decode step the cache backend ran: ``FusedDecodeCell`` (CPU kernels), ``InplaceDecodeCell``
+        (the fallback when they cannot be built) or ``DecodeCell`` (functional cache)."""
+        gen = self.generators[length]
+        if not gen.inplace_cache:
+            return "DecodeCell"
+        return type(gen._inplace_cells(batch_size)[1]).__name__
+
     def generate(self, length: int, prompt: List[int], new: int, backend: str) -> Dict[str, Any]:
         gen = self.generators[length]
         t0 = time.perf_counter()
@@ -120,12 +130,14 @@ def _measure(ctx: BenchContext, threads: int, folder: str, prompt: List[int], le
                                               "hf": (hf, (prompt, new)),
                                               "recompute": (ms_side, (length, prompt, n_re, "recompute"))})
             cache, recompute, ref = best["cache"], best["recompute"], best["hf"]
+            decode_cell = ms_side.call("decode_cell", length)
             same_tokens.append(cache["tokens"] == ref["tokens"])
             rows[length] = {"new_tokens": new, "cache_tok_s": new / cache["seconds"],
                             "recompute_tok_s": n_re / recompute["seconds"], "hf_tok_s": new / ref["seconds"],
                             "cache_ms_per_token": 1e3 * cache["seconds"] / new,
                             "recompute_ms_per_token": 1e3 * recompute["seconds"] / n_re,
-                            "hf_ms_per_token": 1e3 * ref["seconds"] / new, "compile_seconds": compile_s}
+                            "hf_ms_per_token": 1e3 * ref["seconds"] / new, "compile_seconds": compile_s,
+                            "decode_cell": decode_cell}
     return rows, same_tokens
 
 
