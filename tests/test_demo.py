@@ -34,6 +34,10 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     pictures = os.listdir(os.path.join(out, "pictures"))
     assert len(pictures) == 6 and all(p.endswith(".png") for p in pictures)
     assert sum(1 for _ in open(os.path.join(out, "predictions.jsonl"))) == 12
+    # stage 1 also saw a caption written from the labels of each training picture of the labelled sources
+    label_caps = [json.loads(x) for x in open(os.path.join(out, "humanins", "label_captions", "train-00000.jsonl"))]
+    assert label_caps and {r["task"] for r in label_caps} == {"caption"}
+    assert {r["dataset"] for r in label_caps} == {"rafdb", "stanford40", "pa100k"}
 
     again = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
