@@ -364,7 +364,7 @@ def test_converters_build_expected_record_counts(synth, tmp_path):
 def test_label_captions_describe_each_training_picture_from_its_labels(synth, tmp_path):
     from lman_ms.data.pipeline import RecordSet
     from lman_ms.data.synth.captions import ACTION_PHRASES, EXPRESSION_WORDS
-    from lman_ms.data.synth.label_captions import NAME, write_label_captions
+    from lman_ms.data.synth.label_captions import NAME, attribute_noun, write_label_captions
     root, _ = synth
     out = str(tmp_path / "humanins")
     build_synth_humanins(root, out)
@@ -383,6 +383,13 @@ def test_label_captions_describe_each_training_picture_from_its_labels(synth, tm
         elif src["task"] == "action_recognition":
             assert all(ACTION_PHRASES[t["label_name"]] in c for c in r["target"]["captions"]), r
         else:
-            noun = "woman" if t["attributes"][0] else "man"
-            assert all(f" {noun} " in c for c in r["target"]["captions"])
+            on = {n for n, v in zip(t["attribute_names"], t["attributes"]) if v}
+            assert all(f" {attribute_noun(on)} " in c for c in r["target"]["captions"])
+            full = r["target"]["captions"][0]
+            for name, word in (("Back", "from the back"), ("Hat", "a hat"), ("Glasses", "glasses"),
+                               ("UpperPlaid", "plaid"), ("LowerStripe", "striped trousers"), ("Shorts", "shorts"),
+                               ("boots", "boots"), ("HoldObjectsInFront", "a box held in front")):
+                if word == "striped trousers" and "Trousers" not in on:
+                    continue
+                assert (word in full) == (name in on), (name, full)
     assert not RecordSet.load(out, "test", tasks=["caption"]).records[0]["id"].startswith(NAME)

@@ -32,18 +32,39 @@ def _action(r: dict) -> List[str]:
     return [f"A person {p}.", f"Someone {p}.", f"A picture of a person {p}."]
 
 
-def _attributes(r: dict) -> List[str]:
-    on = {n for n, v in zip(r["target"]["attribute_names"], r["target"]["attributes"]) if v}
+_TOP_PATTERN = (("UpperStride", "striped "), ("UpperLogo", "logo "), ("UpperPlaid", "plaid "),
+                ("UpperSplice", "two-colour "))
+_LOWER_PATTERN = (("LowerStripe", "striped "), ("LowerPattern", "dotted "))
+_EXTRAS = (("Hat", "a hat"), ("Glasses", "glasses"), ("Backpack", "a backpack"), ("HandBag", "a handbag"),
+           ("ShoulderBag", "a shoulder bag"), ("boots", "boots"), ("HoldObjectsInFront", "a box held in front"))
+
+
+def attribute_noun(on: set) -> str:
+    """The person's noun from the sex and age attributes (``old woman``, ``boy``, ...)."""
+    if "AgeLess18" in on:
+        return "girl" if "Female" in on else "boy"
     noun = "woman" if "Female" in on else "man"
+    return f"old {noun}" if "AgeOver60" in on else noun
+
+
+def _attributes(r: dict) -> List[str]:
+    """Every PA-100K attribute the renderer draws is named (``Side`` is never drawn), the view first: captions
+    longer than the text tower's context are cut at the end."""
+    on = {n for n, v in zip(r["target"]["attribute_names"], r["target"]["attributes"]) if v}
+    noun = attribute_noun(on)
     view = "from the back" if "Back" in on else "from the side" if "Side" in on else "from the front"
-    top = "a long coat" if "LongCoat" in on else "long sleeves" if "LongSleeve" in on else "short sleeves"
-    lower = "a skirt" if "Skirt&Dress" in on else "shorts" if "Shorts" in on else "trousers"
-    extras = [t for k, t in (("Hat", "a hat"), ("Glasses", "glasses"), ("Backpack", "a backpack"),
-                             ("HandBag", "a handbag"), ("ShoulderBag", "a shoulder bag"), ("boots", "boots"))
-              if k in on]
+    if "LongCoat" in on:
+        top = "a long coat"
+    else:
+        pattern = next((w for k, w in _TOP_PATTERN if k in on), "")
+        top = f"a {'long' if 'LongSleeve' in on else 'short'}-sleeved {pattern}shirt"
+    lower = next((w for k, w in _LOWER_PATTERN if k in on), "") + (
+        "skirt" if "Skirt&Dress" in on else "shorts" if "Shorts" in on else "trousers")
+    extras = [t for k, t in _EXTRAS if k in on]
     with_ = f" with {_join(extras)}" if extras else ""
-    return [f"A {noun} in {top} and {lower}{with_}, seen {view}.", f"A pedestrian {noun} seen {view}{with_}.",
-            f"A {noun} wearing {top} and {lower}."]
+    a = "An" if noun[0] in "aeiou" else "A"
+    return [f"{a} {noun} seen {view} in {top} and {lower}{with_}.", f"A pedestrian {noun} seen {view}{with_}.",
+            f"{a} {noun} wearing {top} and {lower}."]
 
 
 WRITERS = {"expression_recognition": _expression, "action_recognition": _action,
