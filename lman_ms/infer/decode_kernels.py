@@ -9,77 +9,26 @@ Large products are shared by rows with helper threads: ``$LMAN_MS_KERNEL_THREADS
 ``$OMP_NUM_THREADS`` (the variable ``tools/benchmark.py`` sets per framework), else the cores up to 8. MindSpore's
 ``op_tuning.threads_num`` cannot be read back, so it is not followed.
 
-The source is compiled once per machine with the system C++ compiler (``$CXX``, else ``g++``) at
-``-O3 -march=native`` into ``$LMAN_MS_KERNEL_CACHE`` (default ``~/.cache/lman_ms/kernels``), under a name hashing the
-source, the flags, the compiler and the CPU flags, so that a cache shared between machines never loads a library
-built for another CPU. Without a compiler or a writable cache, on a non-CPU device, or with
-``LMAN_MS_DECODE_KERNELS=0``, ``load_decode_kernels`` returns None and the decode step keeps mindformers' cells.
+The source is compiled once per machine on first use (``lman_ms.utils.native``). Without a compiler or a writable
+cache, on a non-CPU device, or with ``LMAN_MS_DECODE_KERNELS=0``, ``load_decode_kernels`` returns None and the
+decode step keeps mindformers' cells.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import logging
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from typing import NamedTuple, Optional
 
 import mindspore as ms
 from mindspore import ops
 
-logger = logging.getLogger(__name__)
+from lman_ms.utils import native
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decode_kernels.cc")
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
 
 
-def _cpu_signature() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return platform.processor()
-
-
-def _cache_dir() -> str:
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lman_ms", "kernels")
-    return os.environ.get("LMAN_MS_KERNEL_CACHE") or default
-
-
-@functools.lru_cache(maxsize=None)
 def build_library() -> Optional[str]:
     """Path of the compiled ``decode_kernels.cc`` (built if missing), or None when it cannot be built."""
-    compiler = shutil.which(os.environ.get("CXX", "g++"))
-    if compiler is None:
-        logger.warning("no C++ compiler found: decoding keeps mindformers' cells (slower on CPU)")
-        return None
-    with open(SOURCE, "rb") as f:
-        source = f.read()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version.encode(), platform.machine().encode(),
-                                     _cpu_signature().encode()])).hexdigest()[:16]
-    folder = _cache_dir()
-    path = os.path.join(folder, f"lman_decode_kernels_{key}.so")
-    if os.path.exists(path):
-        return path
-    try:
-        os.makedirs(folder, exist_ok=True)
-        # build beside the target and rename: concurrent processes never load a half-written library
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-    except OSError as e:
-        logger.warning("cannot write the kernel cache %s (%s): decoding keeps mindformers' cells", folder, e)
-        return None
-    os.close(fd)
-    res = subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE], capture_output=True, text=True)
-    if res.returncode != 0:
-        os.unlink(tmp)
-        logger.warning("building %s failed, decoding keeps mindformers' cells: %s", SOURCE, res.stderr[-2000:])
-        return None
-    os.replace(tmp, path)
-    return path
+    return native.build_library(SOURCE, "decoding keeps mindformers' cells (slower on CPU)")
 
 
 class DecodeKernels(NamedTuple):

@@ -7,6 +7,8 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.context import ParallelMode
 
+from lman_ms.train.clip import clip_by_global_norm
+
 
 def _grad_reducer(weights):
     mode = ms.get_auto_parallel_context("parallel_mode")
@@ -62,6 +64,8 @@ class TrainStep(nn.Cell, _GradMixin):
         self._init_grad(loss_cell, optimizer.parameters, has_aux, loss_scale)
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
+        # FusedAdamW clips inside its update (one pass less over the gradients)
+        self.optimizer_clips = bool(getattr(optimizer, "clips_gradients", False))
         self.accumulation = accumulation
         self.reducer = _grad_reducer(self.weights)
         self.buffers = self.weights.clone(prefix="grad_accum", init="zeros") if accumulation > 1 else None
@@ -79,7 +83,10 @@ class TrainStep(nn.Cell, _GradMixin):
             grads = ops.HyperMap()(ops.partial(ops.mul, 1.0 / self.loss_scale), grads)
         if self.reducer is not None:
             grads = self.reducer(grads)
-        if self.max_grad_norm > 0:
-            grads = ops.clip_by_global_norm(grads, self.max_grad_norm)
-        self.optimizer(grads)
+        if self.optimizer_clips:
+            self.optimizer(grads, self.max_grad_norm)
+        else:
+            if self.max_grad_norm > 0:
+                grads = clip_by_global_norm(grads, self.max_grad_norm)
+            self.optimizer(grads)
         return self._unscale(out)
