@@ -1,4 +1,5 @@
-"""The main job on the built-in default: SynthHuman -> HumanIns -> stage 1 -> stage 2 -> answers -> metrics.
+"""The main job on the built-in default: SynthHuman -> HumanIns -> visual warm-up -> stage 1 -> stage 2 -> answers
+-> metrics.
 
     bash scripts/run_demo.sh [OUTPUT_DIR]        (python -m lman_ms.demo --help for the options)
 
@@ -88,6 +89,24 @@ def run_stage(config: str, overrides: List[str], out: str) -> str:
     resume = out if os.path.isdir(os.path.join(out, "checkpoints")) else None
     Trainer(cfg, resume=resume).fit()
     return out
+
+
+def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: str, steps: int) -> dict:
+    """The tiny demo's stand-in for CLIP's pretraining (lman_ms/train/visual_warmup.py); ``out`` keeps the
+    checkpoint and its held-out scores, so a rerun reuses them."""
+    from lman_ms.config import load_config
+    from lman_ms.train.visual_warmup import warmup_visual
+    from lman_ms.utils.io import atomic_write_text
+    ckpt, scores = os.path.join(out, "visual_warmup.ckpt"), os.path.join(out, "scores.json")
+    if os.path.isfile(ckpt) and os.path.isfile(scores) and json.load(open(scores))["steps"] == steps:
+        logger.info("visual warm-up: reusing %s", ckpt)
+    else:
+        import mindspore as ms
+        cfg = load_config(cfg_path, overrides)
+        ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
+        result = warmup_visual(cfg, humanins, ckpt, steps, seed=cfg.train.seed)
+        atomic_write_text(scores, json.dumps({"steps": steps, **result}, indent=2) + "\n")
+    return {"checkpoint": ckpt, **json.load(open(scores))}
 
 
 def chance_level(kind: str, records: List[dict]) -> float:
@@ -194,6 +213,10 @@ def write_report(out: str, result: dict, timings: Dict[str, float], settings: di
         lines.append(f"| {row['task']} | {row['dataset']} | {row['metric']} | {v} | {row['chance']:.3f} | "
                      f"{row['target']:.3f} | {'yes' if row['met'] else 'no'} | {row['n']} | {row['parse_failures']} |")
     ret, hl = result["learning"]["stage1_retrieval"], result["learning"]["stage2_heldout_loss"]
+    warm = result["learning"].get("visual_warmup")
+    if warm:
+        lines += ["", f"Visual warm-up ({warm['steps']} steps), held-out accuracy / mA of its classifiers: " + ", ".join(
+            f"{k} {warm['before'].get(k, float('nan')):.3f} -> {v:.3f}" for k, v in warm["after"].items()) + "."]
     lines += ["", f"Stage 1, held-out captions ({ret['num_images']} images, {ret['num_captions']} captions): "
               f"image->text R@1 {ret['i2t_R@1']:.3f}, text->image R@1 {ret['t2i_R@1']:.3f} (chance "
               f"{ret['chance_R@1']:.3f}); R@5 {ret['i2t_R@5']:.3f} / {ret['t2i_R@5']:.3f} (chance "
@@ -216,6 +239,8 @@ def main(argv=None) -> int:
     ap.add_argument("--num", type=int, default=600, help="SynthHuman images per source (default 600)")
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
+    ap.add_argument("--warmup-steps", type=int, default=600,
+                    help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; default 600)")
     ap.add_argument("--stage1-steps", type=int, default=None, help="override train.max_steps of stage 1")
     ap.add_argument("--stage2-steps", type=int, default=None, help="override train.max_steps of stage 2")
     ap.add_argument("--eval-per-dataset", type=int, default=60, help="test images answered per source")
@@ -238,10 +263,19 @@ def main(argv=None) -> int:
     common = [f"data.train_path={paths['humanins']}", f"data.tokenizer_path={paths['tokenizer']}",
               f"train.seed={args.seed}"]
     s1 = common + ([f"train.max_steps={args.stage1_steps}"] if args.stage1_steps else [])
+    learning = {}
+    if args.warmup_steps > 0:
+        t = time.perf_counter()
+        learning["visual_warmup"] = run_visual_warmup(args.stage1_config, s1, paths["humanins"],
+                                                      os.path.join(args.out, "visual_warmup"), args.warmup_steps)
+        timings["visual warm-up"] = time.perf_counter() - t
+        s1 = s1 + [f"train.init_checkpoint={learning['visual_warmup']['checkpoint']}"]
+    else:
+        s1 = s1 + ["train.freeze_vision=false"]      # a random ViT has to learn in stage 1
     t = time.perf_counter()
     stage1 = run_stage(args.stage1_config, s1, os.path.join(args.out, "stage1"))
     timings["stage 1"] = time.perf_counter() - t
-    learning = {"stage1_retrieval": stage1_retrieval(args.stage1_config, s1, stage1, paths["humanins"])}
+    learning["stage1_retrieval"] = stage1_retrieval(args.stage1_config, s1, stage1, paths["humanins"])
     logger.info("stage 1 retrieval on held-out captions: %s", json.dumps(learning["stage1_retrieval"]))
     s2 = common + [f"train.init_checkpoint={stage1}"] + ([f"train.max_steps={args.stage2_steps}"]
                                                           if args.stage2_steps else [])

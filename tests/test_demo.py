@@ -14,7 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     out = str(tmp_path / "demo")
     cmd = ["bash", os.path.join(REPO, "scripts/run_demo.sh"), out, "--num", "20", "--stage1-steps", "2",
-           "--stage2-steps", "2", "--eval-per-dataset", "2", "--pictures", "1", "--workers", "1"]
+           "--stage2-steps", "2", "--eval-per-dataset", "2", "--pictures", "1", "--workers", "1",
+           "--warmup-steps", "3"]
     proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.load(open(os.path.join(out, "demo_report.json")))
@@ -38,10 +39,17 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     label_caps = [json.loads(x) for x in open(os.path.join(out, "humanins", "label_captions", "train-00000.jsonl"))]
     assert label_caps and {r["task"] for r in label_caps} == {"caption"}
     assert {r["dataset"] for r in label_caps} == {"rafdb", "stanford40", "pa100k"}
+    # the visual warm-up ran first, scored its classifiers, and stage 1 started from its ViT + adapter
+    warm = doc["learning"]["visual_warmup"]
+    assert warm["steps"] == 3 and set(warm["after"]) == {"rafdb", "stanford40", "pa100k"}
+    assert "Visual warm-up (3 steps)" in report
+    stage1_log = open(os.path.join(out, "stage1", "train.log")).read() if os.path.exists(
+        os.path.join(out, "stage1", "train.log")) else proc.stdout
+    assert "visual_warmup.ckpt" in stage1_log
 
     again = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "already trained" in again.stdout
+    assert "already trained" in again.stdout and "visual warm-up: reusing" in again.stdout
     # a larger --stage2-steps continues stage 2 from its last checkpoint (stage 1 stays done)
     assert cmd[7:9] == ["--stage2-steps", "2"]
     more = subprocess.run(cmd[:8] + ["3"] + cmd[9:], cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
