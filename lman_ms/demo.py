@@ -91,9 +91,12 @@ def run_stage(config: str, overrides: List[str], out: str) -> str:
     return out
 
 
-def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: str, steps: int) -> dict:
+def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: str, steps: int,
+                      later: str = "") -> dict:
     """The tiny demo's stand-in for CLIP's pretraining (lman_ms/train/visual_warmup.py); ``out`` keeps the
-    checkpoint and its held-out scores, so a rerun reuses them."""
+    checkpoint and its held-out scores, so a rerun reuses them. A warm-up of another length under an existing
+    ``later`` stage (stage 1's folder) is refused: that stage was trained from the old one, and the demo never
+    deletes what it wrote."""
     from lman_ms.config import load_config
     from lman_ms.train.visual_warmup import warmup_visual
     from lman_ms.utils.io import atomic_write_text
@@ -101,6 +104,9 @@ def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: s
     if os.path.isfile(ckpt) and os.path.isfile(scores) and json.load(open(scores))["steps"] == steps:
         logger.info("visual warm-up: reusing %s", ckpt)
     else:
+        if later and os.path.isdir(os.path.join(later, "checkpoints")):
+            raise SystemExit(f"error: {later} was trained from an earlier visual warm-up than --warmup-steps {steps}; "
+                             "start over with --fresh or another OUTPUT_DIR")
         import mindspore as ms
         cfg = load_config(cfg_path, overrides)
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
@@ -267,7 +273,8 @@ def main(argv=None) -> int:
     if args.warmup_steps > 0:
         t = time.perf_counter()
         learning["visual_warmup"] = run_visual_warmup(args.stage1_config, s1, paths["humanins"],
-                                                      os.path.join(args.out, "visual_warmup"), args.warmup_steps)
+                                                      os.path.join(args.out, "visual_warmup"), args.warmup_steps,
+                                                      os.path.join(args.out, "stage1"))
         timings["visual warm-up"] = time.perf_counter() - t
         s1 = s1 + [f"train.init_checkpoint={learning['visual_warmup']['checkpoint']}"]
     else:
