@@ -100,7 +100,6 @@ class LossConfig:
     lic: bool = True                   # language-image contrastive loss, eq. (3)-(5)
     vmlm: bool = True                  # vision-grounded masked language modelling, eq. (6)
     vmlm_weight: float = 1.0           # lambda in eq. (7)
-    same_caption_positives: bool = False  # L_lic: pairs with the same caption text are matched too (README)
     temperature: float = 0.07          # 1.0 with learnable_temperature=False is eq. (3) literally
     learnable_temperature: bool = True
     max_logit_scale: float = 100.0     # clamp of 1/temperature, as CLIP does

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("lman_ms.demo")
@@ -113,6 +113,14 @@ def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: s
         result = warmup_visual(cfg, humanins, ckpt, steps, seed=cfg.train.seed)
         atomic_write_text(scores, json.dumps({"steps": steps, **result}, indent=2) + "\n")
     return {"checkpoint": ckpt, **json.load(open(scores))}
+
+
+def stage1_start(warmup: Optional[dict]) -> List[str]:
+    """Stage 1's overrides: from the warm-up's ViT + adapter (the ViT then stays frozen, as the tiny stage-1
+    config says), or without a warm-up from a random ViT, which stage 1 then has to train."""
+    if warmup:
+        return [f"train.init_checkpoint={warmup['checkpoint']}"]
+    return ["train.freeze_vision=false"]
 
 
 def chance_level(kind: str, records: List[dict]) -> float:
@@ -276,9 +284,7 @@ def main(argv=None) -> int:
                                                       os.path.join(args.out, "visual_warmup"), args.warmup_steps,
                                                       os.path.join(args.out, "stage1"))
         timings["visual warm-up"] = time.perf_counter() - t
-        s1 = s1 + [f"train.init_checkpoint={learning['visual_warmup']['checkpoint']}"]
-    else:
-        s1 = s1 + ["train.freeze_vision=false"]      # a random ViT has to learn in stage 1
+    s1 = s1 + stage1_start(learning.get("visual_warmup"))
     t = time.perf_counter()
     stage1 = run_stage(args.stage1_config, s1, os.path.join(args.out, "stage1"))
     timings["stage 1"] = time.perf_counter() - t

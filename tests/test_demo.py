@@ -62,3 +62,13 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     assert other.returncode != 0 and "--fresh" in other.stderr
     assert os.path.isdir(os.path.join(out, "stage1", "checkpoints")) and os.path.isfile(
         os.path.join(out, "visual_warmup", "visual_warmup.ckpt"))
+
+
+def test_stage1_starts_from_the_warmup_or_trains_the_vit():
+    from lman_ms.config import load_config
+    from lman_ms.demo import stage1_start
+    cfg = os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml")
+    warm = load_config(cfg, stage1_start({"checkpoint": "/w/visual_warmup.ckpt"})).train
+    assert warm.init_checkpoint == "/w/visual_warmup.ckpt" and warm.freeze_vision is True    # frozen, as the paper
+    cold = load_config(cfg, stage1_start(None)).train
+    assert cold.init_checkpoint == "" and cold.freeze_vision is False    # --warmup-steps 0: a random ViT learns

@@ -58,7 +58,6 @@ class LMan(nn.Cell):
             self.vmlm_head = VmlmHead(config.text.hidden_size, loss.embed_dim, config.text.vocab_size,
                                       config.text.layer_norm_eps)
             self.use_lic, self.use_vmlm, self.vmlm_weight = loss.lic, loss.vmlm, loss.vmlm_weight
-            self.same_caption_positives = loss.same_caption_positives
         else:
             from .llm import VicunaDecoder
             # N(0, initializer_range) with a zero bias, as HF InstructBLIP initialises it: the visual tokens then
@@ -88,8 +87,7 @@ class LMan(nn.Cell):
         l_lic, l_vmlm = zero, zero
         if self.use_lic:
             _, t_g = self.text_model(caption_ids, caption_mask)
-            same = caption_ids if self.same_caption_positives else None
-            l_lic, _ = contrastive_loss(v_g, t_g, self.logit_scale(), same)
+            l_lic, _ = contrastive_loss(v_g, t_g, self.logit_scale())
         if self.use_vmlm:
             h_t, _ = self.text_model(masked_ids, caption_mask)
             l_vmlm = vision_grounded_mlm_loss(self.vmlm_head(h_t, v_g), mlm_labels)

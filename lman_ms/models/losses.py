@@ -31,24 +31,15 @@ def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return (nll * valid).sum() / ops.maximum(valid.sum(), ops.ones((), ms.float32))
 
 
-def contrastive_loss(v_g: Tensor, t_g: Tensor, logit_scale: Tensor, caption_ids: Optional[Tensor] = None
-                     ) -> Tuple[Tensor, Tensor]:
+def contrastive_loss(v_g: Tensor, t_g: Tensor, logit_scale: Tensor) -> Tuple[Tensor, Tensor]:
     """L_lic = L_v2l + L_l2v, eq. (3)-(5). ``logit_scale`` is 1/temperature (already clamped).
 
-    Returns (loss, similarity logits (N, N)). Matched pairs are the diagonal (y_ij = 1 iff i == j), as in the paper.
-    Given ``caption_ids`` (N, T), every pair whose captions are the same token sequence is matched too, and y is
-    spread evenly over a row's matches (the soft targets of ALBEF/BLIP's ITC with sample ids): with a batch that
-    holds the same caption twice, the diagonal targets would push an image away from its own caption's twin."""
+    Returns (loss, similarity logits (N, N)). Matched pairs are the diagonal (y_ij = 1 iff i == j). A caption that
+    appears twice in a batch needs no special targets: the twin's column of ``sim`` equals its own, so spreading
+    y over both would give the same loss and gradients."""
     sim = ops.matmul(_l2_normalize(v_g.astype(ms.float32)), _l2_normalize(t_g.astype(ms.float32)).T) * logit_scale
-    if caption_ids is None:
-        target = ops.arange(sim.shape[0], dtype=ms.int32)
-        return _cross_entropy(sim, target) + _cross_entropy(sim.T, target), sim
-    same = (caption_ids.expand_dims(1) == caption_ids.expand_dims(0)).astype(ms.float32).prod(-1)
-    target = same / same.sum(-1, keepdims=True)
-    # ``same`` is symmetric, so the rows of ``target`` are also the targets of the columns of ``sim``
-    v2l = -(target * ops.log_softmax(sim, -1)).sum(-1).mean()
-    l2v = -(target * ops.log_softmax(sim.T, -1)).sum(-1).mean()
-    return v2l + l2v, sim
+    target = ops.arange(sim.shape[0], dtype=ms.int32)
+    return _cross_entropy(sim, target) + _cross_entropy(sim.T, target), sim
 
 
 def vision_grounded_mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:

@@ -65,10 +65,23 @@ def load_labelled(humanins_dir: str, split: str, image_size: int, limit: Optiona
     return out
 
 
+class VisualPath(nn.Cell):
+    """The ViT and the adapter alone, under the names they have in ``LMan`` (``vision_model.*``, ``adapter.*``):
+    the warm-up of a 7B config does not build the LLM it does not train."""
+
+    def __init__(self, config: LManConfig):
+        super().__init__()
+        from lman_ms.models.adapter import QueryAdapter
+        from lman_ms.models.vision import CLIPVisionEncoder
+        self.config = config
+        self.vision_model = CLIPVisionEncoder(config.vision)      # the order LMan builds them in: same init
+        self.adapter = QueryAdapter(config.adapter, config.text)
+
+
 class VisualClassifier(nn.Cell):
     """ViT -> adapter (empty instruction) -> mean of the query outputs -> one linear head per source."""
 
-    def __init__(self, model, sources: Dict[str, LabelledSet]):
+    def __init__(self, model: VisualPath, sources: Dict[str, LabelledSet]):
         super().__init__(auto_prefix=False)
         self.vision_model, self.adapter = model.vision_model, model.adapter
         width = model.config.adapter.hidden_size
@@ -126,7 +139,6 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
     """Train ViT + adapter with one head per labelled source, round robin over the sources, and save them to
     ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file). Returns the
     held-out scores before and after."""
-    from lman_ms.models.lman import LMan
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
         raise ValueError(f"{out_ckpt}: the warm-up checkpoint must be a .ckpt file")
@@ -139,7 +151,7 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
     except ValueError:          # no held-out split: train, but report no scores
         test = {}
     ms.set_seed(seed)
-    model = LMan(cfg, stage=2)
+    model = VisualPath(cfg)
     net = VisualClassifier(model, train)
     tc = TrainConfig(learning_rate=learning_rate, min_learning_rate=0.0, warmup_steps=min(30, steps // 10 + 1),
                      max_steps=steps, weight_decay=0.01)
@@ -150,7 +162,7 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
 
         def one(x, y, grad=grad):
             loss, g = grad(x, y)
-            optimizer(ops.clip_by_global_norm(g, 1.0))
+            optimizer(g, 1.0)         # build_optimizer's AdamW clips to this global norm in its own update
             return loss
         step_fns.append(ms.jit(one))
     before = evaluate(net, test) if test else {}
@@ -174,7 +186,6 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
                 time.perf_counter() - first, before, after)
     os.makedirs(os.path.dirname(os.path.abspath(out_ckpt)), exist_ok=True)
     tmp = out_ckpt[: -len(".ckpt")] + ".partial.ckpt"   # save_checkpoint appends .ckpt to any other name
-    ms.save_checkpoint([{"name": p.name, "data": p} for p in model.vision_model.get_parameters()]
-                       + [{"name": p.name, "data": p} for p in model.adapter.get_parameters()], tmp)
+    ms.save_checkpoint(model, tmp)
     os.replace(tmp, out_ckpt)
     return {"before": before, "after": after}

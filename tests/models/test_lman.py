@@ -124,3 +124,4 @@ def test_language_projection_starts_at_the_adapter_initializer_range():
     w = proj.weight.asnumpy()
     assert abs(w.std() - 0.02) < 0.003 and abs(w.mean()) < 0.003
     assert not proj.bias.asnumpy().any()
+

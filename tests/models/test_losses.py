@@ -27,27 +27,6 @@ def test_contrastive_loss_is_eq_3_to_5():
         np.testing.assert_allclose(sim.asnumpy(), cos * scale, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
-def test_contrastive_loss_same_caption_positives(mode):
-    """loss.same_caption_positives: y_ij = 1/|{k: caption_k = caption_i}| for every j with caption_j = caption_i;
-    with distinct captions it is eq. (3)-(5) exactly."""
-    ms.set_context(mode=mode)
-    rng = np.random.default_rng(3)
-    v, t = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal((6, 7)).astype(np.float32)
-    caps = np.array([[5, 6, 0], [7, 8, 9], [5, 6, 0], [1, 1, 1], [7, 8, 9], [5, 6, 0]], np.int32)
-    fn = ms.jit(contrastive_loss) if mode == ms.GRAPH_MODE else contrastive_loss
-    loss, _ = fn(ms.Tensor(v), ms.Tensor(t), ms.Tensor(10.0, ms.float32), ms.Tensor(caps))
-    cos = (v / np.linalg.norm(v, axis=1, keepdims=True)) @ (t / np.linalg.norm(t, axis=1, keepdims=True)).T
-    same = (caps[:, None, :] == caps[None, :, :]).all(-1).astype(np.float64)
-    y = same / same.sum(1, keepdims=True)
-    expect = -np.mean((y * _log_softmax(cos * 10.0, 1)).sum(1)) - np.mean((y * _log_softmax(cos.T * 10.0, 1)).sum(1))
-    np.testing.assert_allclose(loss.asnumpy(), expect, rtol=1e-5)
-    distinct = np.arange(18, dtype=np.int32).reshape(6, 3)
-    soft, _ = fn(ms.Tensor(v), ms.Tensor(t), ms.Tensor(10.0, ms.float32), ms.Tensor(distinct))
-    diag, _ = fn(ms.Tensor(v), ms.Tensor(t), ms.Tensor(10.0, ms.float32))
-    np.testing.assert_allclose(soft.asnumpy(), diag.asnumpy(), rtol=1e-5)
-
-
 def test_logit_scale_learnable_clamped_and_literal():
     s = LogitScale(0.07, learnable=True, max_scale=100.0)
     assert s.log_scale.requires_grad and abs(float(s().asnumpy()) - 1 / 0.07) < 1e-3
