@@ -145,9 +145,12 @@ class VicunaDecoder(nn.Cell):
         return causal_lm_loss(logits, labels)
 
     # ---- forward ----------------------------------------------------------------------------------------------------
-    def construct(self, input_ids=None, input_embeds=None, attention_mask=None):
-        """Logits (batch, seq, vocab), float32.
+    def construct(self, input_ids=None, input_embeds=None, attention_mask=None, logits_from: int = 0):
+        """Logits (batch, seq - logits_from, vocab), float32: positions ``logits_from`` .. seq - 1.
 
+        ``logits_from`` (a Python int, static in GRAPH_MODE) skips the LM head on leading positions whose
+        predictions no loss reads (stage 2's prefix and visual tokens): with a 32000-token vocabulary the head and
+        its input gradient are the largest matmuls of a small model's step.
         ``input_ids`` (batch, seq) int or ``input_embeds`` (batch, seq, hidden); when both are given the embeddings
         are used. ``attention_mask`` (batch, seq): 1 for real tokens, 0 for padding (default: all ones, as in HF;
         mindformers' own default ``input_ids != pad_token_id`` is not used because Vicuna's pad id 0 is ``<unk>``).
@@ -174,7 +177,7 @@ class VicunaDecoder(nn.Cell):
         # only (the embeddings come from input_embeds).
         mask_tokens = attention_mask * (self.pad_token_id + 1) + (1 - attention_mask) * self.pad_token_id
         hidden = self.llama.model(mask_tokens, input_embeds)
-        hidden = hidden[:, :seq_len]
+        hidden = hidden[:, logits_from:seq_len]
         logits = self.llama.lm_head(hidden)
         return logits.astype(ms.float32)
 

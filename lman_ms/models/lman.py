@@ -105,18 +105,23 @@ class LMan(nn.Cell):
         ones = ops.ones((batch, prefix.shape[1] + visual.shape[1]), attention_mask.dtype)
         return embeds, ops.concat((ones, attention_mask), axis=1)
 
-    def stage2_logits(self, pixel_values, instruction_ids, instruction_mask, prefix_ids, input_ids, attention_mask):
+    def stage2_logits(self, pixel_values, instruction_ids, instruction_mask, prefix_ids, input_ids, attention_mask,
+                      logits_from: int = 0):
         embeds, mask = self.multimodal_embeddings(pixel_values, instruction_ids, instruction_mask, prefix_ids,
                                                   input_ids, attention_mask)
-        return self.llm(input_embeds=embeds, attention_mask=mask)
+        return self.llm(input_embeds=embeds, attention_mask=mask, logits_from=logits_from)
 
     def stage2_loss(self, pixel_values, instruction_ids, instruction_mask, prefix_ids, input_ids, attention_mask,
                     labels):
-        """Eq. (8) on the answer tokens; the prefix and visual positions carry IGNORE_INDEX labels."""
+        """Eq. (8) on the answer tokens; the prefix and visual positions carry IGNORE_INDEX labels.
+
+        Logits start at the last visual position (the first one whose prediction, of text token 0, has a label
+        slot): the prefix and the other visual positions only predict visual positions, which never carry a label,
+        so leaving them out of the LM head gives the same loss and gradients for less work."""
+        start = prefix_ids.shape[-1] + self.adapter.num_query_tokens - 1
         logits = self.stage2_logits(pixel_values, instruction_ids, instruction_mask, prefix_ids, input_ids,
-                                    attention_mask)
-        batch = labels.shape[0]
-        ignore = ops.fill(labels.dtype, (batch, logits.shape[1] - labels.shape[1]), IGNORE_INDEX)
+                                    attention_mask, logits_from=start)
+        ignore = ops.fill(labels.dtype, (labels.shape[0], 1), IGNORE_INDEX)
         return causal_lm_loss(logits, ops.concat((ignore, labels), axis=1))
 
 

@@ -125,3 +125,37 @@ def test_language_projection_starts_at_the_adapter_initializer_range():
     assert abs(w.std() - 0.02) < 0.003 and abs(w.mean()) < 0.003
     assert not proj.bias.asnumpy().any()
 
+
+
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_stage2_loss_skips_the_lm_head_on_visual_positions_with_the_same_loss_and_gradients(mode):
+    """Eq. (8) computed from the last visual position on equals the loss over the logits of every position."""
+    from lman_ms.models.losses import IGNORE_INDEX, causal_lm_loss
+
+    ms.set_context(mode=mode)
+    try:
+        cfg = load_config("configs/tiny_cpu.yaml", ["train.stage=2"])
+        model = LMan(cfg)
+        batch = [ms.Tensor(x) for x in _stage2_batch(cfg)]
+        batch[-1][:, 0] = batch[-2][:, 0]     # a label on text token 0: predicted by the last visual position
+
+        class Full(ms.nn.Cell):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def construct(self, *b):
+                logits = self.m.stage2_logits(*b[:-1])
+                pad = ms.ops.fill(b[-1].dtype, (b[-1].shape[0], logits.shape[1] - b[-1].shape[1]), IGNORE_INDEX)
+                return causal_lm_loss(logits, ms.ops.concat((pad, b[-1]), axis=1))
+
+        sliced, full = Stage2LossCell(model), Full(model)
+        params = model.trainable_params()
+        fn_s = ms.value_and_grad(sliced, None, params)
+        fn_f = ms.value_and_grad(full, None, params)
+        (ls, gs), (lf, gf) = fn_s(*batch), fn_f(*batch)
+        np.testing.assert_allclose(ls.asnumpy(), lf.asnumpy(), rtol=1e-5, atol=1e-6)
+        for p, a, b in zip(params, gs, gf):
+            np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=p.name)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
