@@ -45,12 +45,15 @@ def _stage_done(out: str, max_steps: int) -> bool:
         return json.load(f)["step"] >= max_steps
 
 
-def build_data(out: str, num: int, seed: int, workers: int, system_prompt: str = "") -> Dict[str, str]:
+def build_data(out: str, num: int, seed: int, workers: int, system_prompt: str = "",
+               attribute_images: Optional[int] = None) -> Dict[str, str]:
     from lman_ms.data.synth import build_synth_humanins, make_synth
     synth, humanins = os.path.join(out, "synth"), os.path.join(out, "humanins")
     if not os.path.isfile(os.path.join(humanins, "stats.json")):
-        logger.info("SynthHuman: %d images per source -> %s", num, synth)
-        make_synth(synth, num, seed)
+        extra = {"pa100k": max(num, attribute_images)} if attribute_images else {}
+        logger.info("SynthHuman: %d images per source%s -> %s", num,
+                    f" ({attribute_images} pedestrian crops)" if extra else "", synth)
+        make_synth(synth, num, seed, num_by_source=extra)
         logger.info("HumanIns: real converters -> %s", humanins)
         build_synth_humanins(synth, humanins, workers=workers, progress=True)
     from lman_ms.data.synth.label_captions import NAME, write_label_captions
@@ -251,6 +254,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="output/demo", help="output folder (default output/demo)")
     ap.add_argument("--num", type=int, default=600, help="SynthHuman images per source (default 600)")
+    ap.add_argument("--attribute-images", type=int, default=3000,
+                    help="SynthHuman PA-100K crops, at least --num: 26 labels each need more pictures than one "
+                         "label does (default 3000, ~3 s to draw and convert; 0: --num)")
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
     ap.add_argument("--warmup-steps", type=int, default=600,
@@ -272,7 +278,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     from lman_ms.config import load_config
     paths = build_data(args.out, args.num, args.seed, args.workers,
-                       load_config(args.stage2_config).data.system_prompt or "")
+                       load_config(args.stage2_config).data.system_prompt or "", args.attribute_images)
     timings["data"] = time.perf_counter() - t0
     common = [f"data.train_path={paths['humanins']}", f"data.tokenizer_path={paths['tokenizer']}",
               f"train.seed={args.seed}"]

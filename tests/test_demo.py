@@ -15,7 +15,7 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     out = str(tmp_path / "demo")
     cmd = ["bash", os.path.join(REPO, "scripts/run_demo.sh"), out, "--num", "20", "--stage1-steps", "2",
            "--stage2-steps", "2", "--eval-per-dataset", "2", "--pictures", "1", "--workers", "1",
-           "--warmup-steps", "3"]
+           "--warmup-steps", "3", "--attribute-images", "30"]
     proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.load(open(os.path.join(out, "demo_report.json")))
@@ -38,6 +38,9 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     # stage 1 also saw a caption written from the labels of each training picture of the labelled sources
     label_caps = [json.loads(x) for x in open(os.path.join(out, "humanins", "label_captions", "train-00000.jsonl"))]
     assert label_caps and {r["task"] for r in label_caps} == {"caption"}
+    # --attribute-images: more PA-100K crops than --num for the other sources
+    manifest = json.load(open(os.path.join(out, "synth", "synth_manifest.json")))
+    assert manifest["counts"]["pa100k"]["train_images"] > manifest["counts"]["rafdb"]["train_images"]
     assert {r["dataset"] for r in label_caps} == {"rafdb", "stanford40", "pa100k"}
     # the visual warm-up ran first, scored its classifiers, and stage 1 started from its ViT + adapter
     warm = doc["learning"]["visual_warmup"]
@@ -58,7 +61,8 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     last = json.loads(open(os.path.join(out, "stage2", "metrics.jsonl")).readlines()[-1])
     assert last["step"] == 3
     # another warm-up length under a stage 1 trained from the old one: refused, nothing deleted
-    other = subprocess.run(cmd[:-1] + ["4"], cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
+    i = cmd.index("--warmup-steps") + 1
+    other = subprocess.run(cmd[:i] + ["4"] + cmd[i + 1:], cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert other.returncode != 0 and "--fresh" in other.stderr
     assert os.path.isdir(os.path.join(out, "stage1", "checkpoints")) and os.path.isfile(
         os.path.join(out, "visual_warmup", "visual_warmup.ckpt"))

@@ -62,8 +62,13 @@ class QueryAdapter(nn.Cell):
         self.num_query_tokens = cfg.num_query_tokens
         self.multi_grained = cfg.multi_grained
         self.instruction_aware = cfg.instruction_aware
+        # A from-scratch adapter (the tiny demo) learns far faster with distinct queries (std ~1, not 0.02: beside
+        # the attention outputs in the residual stream, 0.02-queries are near-identical) and a sharper first
+        # cross-attention (larger q/k init: at the default, every query reads about the mean of the image, so
+        # the visual tokens start as copies of one pooled vector and lose where things are). README, "Decisions".
+        query_std = cfg.initializer_range if cfg.query_init_std is None else cfg.query_init_std
         self.query_tokens = Parameter(
-            initializer(Normal(cfg.initializer_range), (1, cfg.num_query_tokens, cfg.hidden_size), ms.float32),
+            initializer(Normal(query_std), (1, cfg.num_query_tokens, cfg.hidden_size), ms.float32),
             name="query_tokens")
         if cfg.instruction_aware:
             if cfg.num_instruction_tokens > text_cfg.max_position_embeddings:
@@ -73,6 +78,10 @@ class QueryAdapter(nn.Cell):
             self.position_embedding = Embedding(cfg.num_instruction_tokens, cfg.hidden_size, init_std=0.01)
             self.position_ids = Tensor(np.arange(cfg.num_instruction_tokens, dtype=np.int32)[None])
         self.layers = nn.CellList([QueryAdapterLayer(cfg) for _ in range(cfg.num_hidden_layers)])
+        if cfg.cross_attention_init_gain != 1.0:
+            for layer in self.layers:
+                for proj in (layer.crossattention.q_proj, layer.crossattention.k_proj):
+                    proj.weight.set_data(proj.weight * cfg.cross_attention_init_gain)
         self.final_layer_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
         self.query_keep = Tensor(np.ones((1, cfg.num_query_tokens), np.float32))
 

@@ -393,3 +393,14 @@ def test_label_captions_describe_each_training_picture_from_its_labels(synth, tm
                     continue
                 assert (word in full) == (name in on), (name, full)
     assert not RecordSet.load(out, "test", tasks=["caption"]).records[0]["id"].startswith(NAME)
+
+
+def test_num_by_source_overrides_the_count_of_one_source(tmp_path):
+    make_synth(str(tmp_path), 4, 0, sources=("pa100k", "rafdb"), num_by_source={"pa100k": 10})
+    assert len(os.listdir(tmp_path / "pa100k" / "data")) == 10
+    manifest = json.load(open(tmp_path / MANIFEST))
+    assert manifest["num_by_source"] == {"pa100k": 10} and sum(manifest["counts"]["rafdb"].values()) == 4
+    with pytest.raises(KeyError, match="kinetics"):
+        make_synth(str(tmp_path), 2, 0, num_by_source={"kinetics": 3})
+    with pytest.raises(ValueError, match="num_by_source"):
+        make_synth(str(tmp_path), 2, 0, num_by_source={"pa100k": 0})

@@ -171,3 +171,23 @@ def test_init_from_text_copies_sa_ffn_and_embeddings():
     del text_state["text_model.encoder.layers.1.mlp.fc2.weight"]
     with pytest.raises(KeyError, match="layers.1.mlp.fc2.weight"):
         adapter.init_from_text(text_state)
+
+
+def test_from_scratch_init_knobs_scale_the_queries_and_the_cross_attention_qk():
+    """query_init_std and cross_attention_init_gain change only the init they name (defaults: BLIP-2's)."""
+    cfg = load_config("configs/tiny_cpu.yaml")
+    ms.set_seed(3)
+    base = QueryAdapter(cfg.adapter, cfg.text)
+    tuned_cfg = load_config("configs/tiny_cpu.yaml", ["adapter.query_init_std=1.0",
+                                                      "adapter.cross_attention_init_gain=3.0"])
+    ms.set_seed(3)
+    tuned = QueryAdapter(tuned_cfg.adapter, tuned_cfg.text)
+    assert abs(float(base.query_tokens.asnumpy().std()) - cfg.adapter.initializer_range) < 0.01
+    assert abs(float(tuned.query_tokens.asnumpy().std()) - 1.0) < 0.2
+    b, t = dict(base.parameters_and_names()), dict(tuned.parameters_and_names())
+    for name, p in b.items():
+        if name == "query_tokens":
+            continue
+        gain = 3.0 if "crossattention" in name and name.split(".")[-2] in ("q_proj", "k_proj") \
+            and name.endswith("weight") else 1.0
+        np.testing.assert_allclose(t[name].asnumpy(), gain * p.asnumpy(), rtol=1e-6, atol=1e-7, err_msg=name)

@@ -66,3 +66,37 @@ def test_warmup_cli_refuses_a_non_ckpt_path_and_missing_records(toy, tmp_path):
     missing = subprocess.run(cli + ["--records", str(tmp_path / "nope"), "--out", str(tmp_path / "w.ckpt")],
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_source_schedule_shares_steps_by_the_square_root_of_the_head_size():
+    from types import SimpleNamespace
+    from lman_ms.train.visual_warmup import source_schedule
+    sources = [SimpleNamespace(names=list(range(n))) for n in (26, 7, 9)]
+    order = source_schedule(sources, 600)
+    counts = np.bincount(order, minlength=3)
+    expected = 600 * np.sqrt([26, 7, 9]) / np.sqrt([26, 7, 9]).sum()
+    assert np.all(np.abs(counts - expected) <= 1), counts
+    # interleaved: every source comes back within twice its mean interval, from the start to the end
+    for k in range(3):
+        steps = np.flatnonzero(np.asarray(order) == k)
+        assert steps[0] < 3 and steps[-1] > 590
+        assert np.diff(steps).max() <= 2 * 600 / counts[k], (k, np.diff(steps).max())
+    assert source_schedule(sources[:1], 5) == [0] * 5
+
+
+def test_single_label_heads_read_the_mean_and_the_attribute_head_every_query(toy):
+    from lman_ms.train.visual_warmup import LabelledSet, VisualClassifier, VisualPath
+    _, _, tok = toy
+    cfg = _cfg(tok)
+    a = cfg.adapter
+    img = np.zeros((2, 3, cfg.vision.image_size, cfg.vision.image_size), np.float32)
+    sources = {"expr": LabelledSet("expr", "expression_recognition", img, np.zeros(2, np.int32), list("abc")),
+               "attr": LabelledSet("attr", "pedestrian_attribute", img, np.zeros((2, 5), np.float32), list("vwxyz"))}
+    net = VisualClassifier(VisualPath(cfg), sources)
+    assert [h.in_channels for h in net.heads] == [a.hidden_size, a.hidden_size * a.num_query_tokens]
+    x = ms.Tensor(np.random.default_rng(0).standard_normal(img.shape).astype(np.float32))
+    tokens = net.tokens(x).asnumpy()
+    w0, b0 = net.heads[0].weight.asnumpy(), net.heads[0].bias.asnumpy()
+    np.testing.assert_allclose(net(x, 0).asnumpy(), tokens.mean(1) @ w0.T + b0, rtol=1e-4, atol=1e-5)
+    w1, b1 = net.heads[1].weight.asnumpy(), net.heads[1].bias.asnumpy()
+    np.testing.assert_allclose(net(x, 1).asnumpy(), tokens.reshape(2, -1) @ w1.T + b1, rtol=1e-4, atol=1e-5)

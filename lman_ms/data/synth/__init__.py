@@ -48,8 +48,10 @@ DEFAULT_IMAGE_SIZE = (128, 192)
 
 
 def make_synth(out_dir: str, num: int, seed: int = 0, image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE,
-               test_fraction: float = 0.2, sources: Optional[Tuple[str, ...]] = None) -> Dict[str, str]:
+               test_fraction: float = 0.2, sources: Optional[Tuple[str, ...]] = None,
+               num_by_source: Optional[Dict[str, int]] = None) -> Dict[str, str]:
     """Write ``num`` images per source under ``out_dir/<folder>/`` and return registry name -> dataset root.
+    ``num_by_source`` (folder -> count) overrides ``num`` for some sources.
 
     ``image_size``: (min, max) side in pixels of scene pictures (WIDER, COCO, Stanford 40, MPII, RAF-DB
     originals); PA-100K crops follow the figure and RAF-DB aligned faces are 100 x 100 as in the releases.
@@ -63,9 +65,13 @@ def make_synth(out_dir: str, num: int, seed: int = 0, image_size: Tuple[int, int
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     chosen = tuple(SOURCES) if sources is None else tuple(sources)
-    unknown = sorted(set(chosen) - set(SOURCES))
+    num_by_source = dict(num_by_source or {})
+    unknown = sorted((set(chosen) | set(num_by_source)) - set(SOURCES))
     if unknown:
         raise KeyError(f"unknown SynthHuman source(s) {unknown}; known: {sorted(SOURCES)}")
+    bad = {k: v for k, v in num_by_source.items() if not isinstance(v, int) or v < 1}
+    if bad:
+        raise ValueError(f"num_by_source: counts must be integers >= 1, got {bad}")
     roots: Dict[str, str] = {}
     counts: Dict[str, Dict[str, int]] = {}
     rerun = os.path.isfile(os.path.join(out_dir, MANIFEST))
@@ -76,11 +82,12 @@ def make_synth(out_dir: str, num: int, seed: int = 0, image_size: Tuple[int, int
         if rerun and os.path.isdir(path):
             # Our own earlier output (the manifest says so): images of a larger run would otherwise linger.
             shutil.rmtree(path)
-        counts[folder] = module.write(path, num, seed, (lo, hi), test_fraction)
-        logger.info("synth %s: %d images in %.2fs", folder, num, time.perf_counter() - t0)
+        n = num_by_source.get(folder, num)
+        counts[folder] = module.write(path, n, seed, (lo, hi), test_fraction)
+        logger.info("synth %s: %d images in %.2fs", folder, n, time.perf_counter() - t0)
         for name in names:
             roots[name] = os.path.join(path, sub) if sub else path
-    manifest = {"seed": seed, "num": num, "image_size": [lo, hi], "test_fraction": test_fraction,
+    manifest = {"seed": seed, "num": num, "num_by_source": num_by_source, "image_size": [lo, hi], "test_fraction": test_fraction,
                 "roots": {k: os.path.relpath(v, out_dir) for k, v in roots.items()}, "counts": counts}
     atomic_write_text(os.path.join(out_dir, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return roots
