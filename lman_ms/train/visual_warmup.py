@@ -5,10 +5,9 @@ tiny demo has no such encoder at its size, and measured on SynthHuman (README, "
 LLM learns to read the image within 80 steps once the visual tokens carry the label, but a visual path trained
 from scratch through the LLM's answer loss (or through stage 1's contrastive loss on ~2k pictures) does not get
 there in the demo's budget. This warm-up stands in for the encoder's pretraining, as an ImageNet-pretrained
-backbone would: one classifier per labelled source on the mean of the adapter's query outputs (cross-entropy for
-expression and action labels, DeepMAR's weighted sigmoid cross-entropy for pedestrian attributes), train split
-only. The heads are
-thrown away; the ViT and adapter weights are saved under the model's own parameter names, so
+backbone would: one classifier per labelled source on the adapter's query outputs (their mean with cross-entropy for
+expression and action labels; side by side with DeepMAR's weighted sigmoid cross-entropy for pedestrian
+attributes), train split only. The heads are thrown away; the ViT and adapter weights are saved under the model's own parameter names, so
 ``train.init_checkpoint`` of stage 1 loads them.
 """
 from __future__ import annotations
