@@ -52,7 +52,7 @@ def build_data(out: str, num: int, seed: int, workers: int, system_prompt: str =
     if not os.path.isfile(os.path.join(humanins, "stats.json")):
         extra = {"pa100k": max(num, attribute_images)} if attribute_images else {}
         logger.info("SynthHuman: %d images per source%s -> %s", num,
-                    f" ({attribute_images} pedestrian crops)" if extra else "", synth)
+                    f" ({extra['pa100k']} pedestrian crops)" if extra else "", synth)
         make_synth(synth, num, seed, num_by_source=extra)
         logger.info("HumanIns: real converters -> %s", humanins)
         build_synth_humanins(synth, humanins, workers=workers, progress=True)

@@ -87,8 +87,9 @@ def make_synth(out_dir: str, num: int, seed: int = 0, image_size: Tuple[int, int
         logger.info("synth %s: %d images in %.2fs", folder, n, time.perf_counter() - t0)
         for name in names:
             roots[name] = os.path.join(path, sub) if sub else path
-    manifest = {"seed": seed, "num": num, "num_by_source": num_by_source, "image_size": [lo, hi], "test_fraction": test_fraction,
-                "roots": {k: os.path.relpath(v, out_dir) for k, v in roots.items()}, "counts": counts}
+    manifest = {"seed": seed, "num": num, "num_by_source": num_by_source, "image_size": [lo, hi],
+                "test_fraction": test_fraction, "counts": counts,
+                "roots": {k: os.path.relpath(v, out_dir) for k, v in roots.items()}}
     atomic_write_text(os.path.join(out_dir, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return roots
 
