@@ -62,7 +62,8 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     assert last["step"] == 3
     # another warm-up length under a stage 1 trained from the old one: refused, nothing deleted
     i = cmd.index("--warmup-steps") + 1
-    other = subprocess.run(cmd[:i] + ["4"] + cmd[i + 1:], cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
+    other = subprocess.run(cmd[:i] + ["4"] + cmd[i + 1:], cwd=str(tmp_path), capture_output=True, text=True,
+                           timeout=1500)
     assert other.returncode != 0 and "--fresh" in other.stderr
     assert os.path.isdir(os.path.join(out, "stage1", "checkpoints")) and os.path.isfile(
         os.path.join(out, "visual_warmup", "visual_warmup.ckpt"))

@@ -5,10 +5,10 @@ tiny demo has no such encoder at its size, and measured on SynthHuman (README, "
 LLM learns to read the image within 80 steps once the visual tokens carry the label, but a visual path trained
 from scratch through the LLM's answer loss (or through stage 1's contrastive loss on ~2k pictures) does not get
 there in the demo's budget. This warm-up stands in for the encoder's pretraining, as an ImageNet-pretrained
-backbone would: one classifier per labelled source on the adapter's query outputs (their mean with cross-entropy for
-expression and action labels; side by side with DeepMAR's weighted sigmoid cross-entropy for pedestrian
-attributes), train split only. The heads are thrown away; the ViT and adapter weights are saved under the model's own parameter names, so
-``train.init_checkpoint`` of stage 1 loads them.
+backbone would: one classifier per labelled source on the adapter's query outputs (their mean with cross-entropy
+for expression and action labels; side by side with DeepMAR's weighted sigmoid cross-entropy for pedestrian
+attributes), train split only. The heads are thrown away; the ViT and adapter weights are saved under the model's
+own parameter names, so ``train.init_checkpoint`` of stage 1 loads them.
 """
 from __future__ import annotations
 
@@ -159,8 +159,8 @@ def evaluate(net: VisualClassifier, sources: Dict[str, LabelledSet], batch: int 
 
 def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int, learning_rate: float = 1e-3,
                   batch_size: int = 32, seed: int = 0, log_steps: int = 50) -> Dict[str, Dict[str, float]]:
-    """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save them to
-    ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file). Returns the
+    """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save
+    them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file). Returns the
     held-out scores before and after."""
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
