@@ -46,6 +46,8 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     warm = doc["learning"]["visual_warmup"]
     assert warm["steps"] == 3 and set(warm["after"]) == {"rafdb", "stanford40", "pa100k"}
     assert "Visual warm-up (3 steps)" in report
+    per = warm["steps_per_source"]
+    assert set(per) == set(warm["after"]) and sum(per.values()) == 3 and f"({per['pa100k']} steps)" in report
     stage1_log = open(os.path.join(out, "stage1", "train.log")).read() if os.path.exists(
         os.path.join(out, "stage1", "train.log")) else proc.stdout
     assert "visual_warmup.ckpt" in stage1_log

@@ -161,7 +161,7 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
                   batch_size: int = 32, seed: int = 0, log_steps: int = 50) -> Dict[str, Dict[str, float]]:
     """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save
     them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file). Returns the
-    held-out scores before and after."""
+    held-out scores before and after, and the steps each source was trained."""
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
         raise ValueError(f"{out_ckpt}: the warm-up checkpoint must be a .ckpt file")
@@ -194,9 +194,11 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
     schedule = source_schedule(sources, steps)
     t0, window = time.perf_counter(), []
     first = t0
+    trained = {s.dataset: 0 for s in sources}
     for step in range(1, steps + 1):
         k = schedule[step - 1]
         s = sources[k]
+        trained[s.dataset] += 1
         idx = rng.integers(0, len(s.images), batch_size)
         window.append(float(step_fns[k](Tensor(s.images[idx]), Tensor(s.y[idx])).asnumpy()))
         if step % log_steps == 0 or step == steps:
@@ -206,10 +208,10 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
                         float(np.mean(window)), rate * batch_size, int((steps - step) / rate))
             t0, window = now, []
     after = evaluate(net, test) if test else {}
-    logger.info("visual warm-up: %d steps in %.0f s; held-out scores before %s, after %s", steps,
-                time.perf_counter() - first, before, after)
+    logger.info("visual warm-up: %d steps in %.0f s (per source %s); held-out scores before %s, after %s", steps,
+                time.perf_counter() - first, trained, before, after)
     os.makedirs(os.path.dirname(os.path.abspath(out_ckpt)), exist_ok=True)
     tmp = out_ckpt[: -len(".ckpt")] + ".partial.ckpt"   # save_checkpoint appends .ckpt to any other name
     ms.save_checkpoint(model, tmp)
     os.replace(tmp, out_ckpt)
-    return {"before": before, "after": after}
+    return {"before": before, "after": after, "steps_per_source": trained}

@@ -84,6 +84,35 @@ def test_source_schedule_shares_steps_by_the_square_root_of_the_head_size():
     assert source_schedule(sources[:1], 5) == [0] * 5
 
 
+def test_warmup_trains_each_source_the_steps_its_schedule_gives_it(toy, tmp_path):
+    """A second source with four times the head outputs (12 attributes vs 3 labels) gets twice the steps."""
+    import shutil
+    from lman_ms.train.visual_warmup import load_labelled, source_schedule, warmup_visual
+    _, out, tok = toy
+    two = str(tmp_path / "humanins")
+    shutil.copytree(os.path.join(out, "toy_expr"), os.path.join(two, "toy_expr"))
+    os.makedirs(os.path.join(two, "toy_attr"))
+    for split in ("train", "test"):
+        rows = [json.loads(x) for x in open(os.path.join(out, "toy_expr", f"{split}-00000.jsonl"))]
+        with open(os.path.join(two, "toy_attr", f"{split}-00000.jsonl"), "w") as f:
+            for r in rows:
+                onehot = [float(k == r["target"]["label"]) for k in range(12)]
+                f.write(json.dumps(dict(r, dataset="toy_attr", id=r["id"].replace("toy_expr", "toy_attr"),
+                                        task="pedestrian_attribute",
+                                        target={"attributes": onehot, "attribute_names": [f"a{k}" for k in range(12)]}))
+                        + "\n")
+        meta = json.load(open(os.path.join(out, "toy_expr", f"{split}.meta.json")))
+        json.dump(dict(meta, dataset="toy_attr"), open(os.path.join(two, "toy_attr", f"{split}.meta.json"), "w"))
+    ms.set_context(mode=ms.GRAPH_MODE)
+    sources = load_labelled(two, "train", 64)
+    assert list(sources) == ["toy_attr", "toy_expr"] and sources["toy_attr"].multi_label
+    result = warmup_visual(_cfg(tok), two, str(tmp_path / "w.ckpt"), steps=9, batch_size=4)
+    order = source_schedule(list(sources.values()), 9)
+    assert result["steps_per_source"] == {"toy_attr": order.count(0), "toy_expr": order.count(1)} == {
+        "toy_attr": 6, "toy_expr": 3}
+    assert set(result["after"]) == {"toy_attr", "toy_expr"}
+
+
 def test_single_label_heads_read_the_mean_and_the_attribute_head_every_query(toy):
     from lman_ms.train.visual_warmup import LabelledSet, VisualClassifier, VisualPath
     _, _, tok = toy
