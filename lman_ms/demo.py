@@ -233,9 +233,10 @@ def write_report(out: str, result: dict, timings: Dict[str, float], settings: di
     warm = result["learning"].get("visual_warmup")
     if warm:
         per = warm.get("steps_per_source", {})     # absent from a warm-up written before it was recorded
-        lines += ["", f"Visual warm-up ({warm['steps']} steps), held-out accuracy / mA of its classifiers: " + ", ".join(
-            f"{k} {warm['before'].get(k, float('nan')):.3f} -> {v:.3f}" + (f" ({per[k]} steps)" if k in per else "")
-            for k, v in warm["after"].items()) + "."]
+        scores = [f"{k} {warm['before'].get(k, float('nan')):.3f} -> {v:.3f}"
+                  + (f" ({per[k]} steps)" if k in per else "") for k, v in warm["after"].items()]
+        lines += ["", f"Visual warm-up ({warm['steps']} steps), held-out accuracy / mA of its classifiers: "
+                  + ", ".join(scores) + "."]
     lines += ["", f"Stage 1, held-out captions ({ret['num_images']} images, {ret['num_captions']} captions): "
               f"image->text R@1 {ret['i2t_R@1']:.3f}, text->image R@1 {ret['t2i_R@1']:.3f} (chance "
               f"{ret['chance_R@1']:.3f}); R@5 {ret['i2t_R@5']:.3f} / {ret['t2i_R@5']:.3f} (chance "

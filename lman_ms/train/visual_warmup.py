@@ -84,7 +84,7 @@ class VisualClassifier(nn.Cell):
     Measured on the demo's data (README, "Decisions"): attributes are where they are (a hat on top, boots at the
     bottom), and a head on the mean lets the queries stay copies of one pooled vector (held-out mA 0.56 vs 0.61
     side by side at 200 steps); but for one label per picture the mean head is what the LLM then reads best
-    (expression 0.92 vs 0.52 after the same 300 stage-2 steps), as every query carries the label."""
+    (expression 0.92 vs 0.38 after the same 300 stage-2 steps), as every query carries the label."""
 
     def __init__(self, model: VisualPath, sources: Dict[str, LabelledSet]):
         super().__init__(auto_prefix=False)
@@ -160,8 +160,8 @@ def evaluate(net: VisualClassifier, sources: Dict[str, LabelledSet], batch: int 
 def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int, learning_rate: float = 1e-3,
                   batch_size: int = 32, seed: int = 0, log_steps: int = 50) -> Dict[str, Dict[str, float]]:
     """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save
-    them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file). Returns the
-    held-out scores before and after, and the steps each source was trained."""
+    them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file).
+    Returns the held-out scores before and after, and the steps each source was trained."""
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
         raise ValueError(f"{out_ckpt}: the warm-up checkpoint must be a .ckpt file")
