@@ -19,8 +19,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from lman_ms.data.humanins.answers import attribute_phrase, joint_phrase, label_phrase
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
-# A bracketed group of numbers: "[1, 2, 3, 4]", "(1.5 2 3 4)", "[ 1,2 ]".
-_GROUP = re.compile(r"[\[(]\s*(" + _NUM + r"(?:\s*[,;]?\s*" + _NUM + r")*)\s*[\])]")
+# A bracketed group of numbers: "[1, 2, 3, 4]", "(1.5 2 3 4)", "[ 1,2 ]". Numbers are separated by one comma or
+# semicolon with optional spaces, or by spaces alone: each way of reading the text is the only one, so a group that
+# never closes fails in linear time (an optional separator let "[" + 30 digits split in 2^29 ways and hung the
+# evaluation on a model's runaway answer).
+_GROUP = re.compile(r"[\[(]\s*(" + _NUM + r"(?:(?:\s*[,;]\s*|\s+)" + _NUM + r")*)\s*[\])]")
 _NONE = re.compile(r"\b(?:no|zero|none|not\s+any|n't\s+any)\b\s*(?:\w+\s+){0,2}?(?:faces?|persons?|people|"
                    r"pedestrians?|humans?|one)\b|\bnobody\b|\bno\s+one\b", re.I)
 _COUNT = re.compile(r"\bthere\s+(?:is|are)\s+(\d+)\b", re.I)
@@ -192,7 +195,9 @@ def parse_attributes(text: str, attribute_names: Sequence[str]) -> ParseResult:
 
 # ---- keypoints -----------------------------------------------------------------------------------------------------
 _SIDE = {"r": "right", "l": "left", "rt": "right", "lt": "left"}
-_JOINT = re.compile(r"([A-Za-z][A-Za-z _\-]*?)\s*[:=]?\s*(?:at\s+)?[\[(]\s*(" + _NUM + r")\s*[, ]\s*(" + _NUM
+# The name is at most 60 characters from a word start: unbounded, every letter of a long run of words without
+# numbers started a scan to its end (quadratic: 1.6 s for 4,500 characters of a runaway answer).
+_JOINT = re.compile(r"\b([A-Za-z][A-Za-z _\-]{0,60}?)\s*[:=]?\s*(?:at\s+)?[\[(]\s*(" + _NUM + r")\s*[, ]\s*(" + _NUM
                     + r")\s*[\])]")
 
 

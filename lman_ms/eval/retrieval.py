@@ -34,8 +34,14 @@ DEFAULT_KS = (1, 5, 10)
 
 
 # ---- the metric -----------------------------------------------------------------------------------------------------
-def recall_at_k(sim: np.ndarray, image_of_text: Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> Dict[str, float]:
+def recall_at_k(sim: np.ndarray, image_of_text: Sequence[int], ks: Sequence[int] = DEFAULT_KS,
+                tie_tolerance: float = 1e-6) -> Dict[str, float]:
     """Recall@K both ways from ``sim`` (N_images, N_texts); ``image_of_text[j]`` is the image of caption j.
+
+    Ties are pessimistic: a wrong item scoring within ``tie_tolerance`` (relative, at least absolute) of the
+    correct one ranks ahead of it. The tolerance is there because float32 similarities of equal embeddings are
+    not always bit-equal: a CPU's GEMM rounds rows in different tiles differently (seen on an AMD EPYC, not on
+    an Intel Xeon), and a rank should not depend on which.
 
     Returns ``{"i2t_R@1": ..., "t2i_R@1": ..., ...}`` as fractions, plus ``i2t_rank``/``t2i_rank``: the mean
     0-based rank of the best correct item (0 is perfect)."""
@@ -51,10 +57,10 @@ def recall_at_k(sim: np.ndarray, image_of_text: Sequence[int], ks: Sequence[int]
         raise ValueError("every image needs at least one caption")
     # image -> text: wrong texts scoring >= the image's best own caption
     best_pos = np.where(positive, sim, -np.inf).max(1, keepdims=True)
-    i2t_rank = ((sim >= best_pos) & ~positive).sum(1)
+    i2t_rank = ((sim >= best_pos - tie_tolerance * np.maximum(1.0, np.abs(best_pos))) & ~positive).sum(1)
     # text -> image: wrong images scoring >= the caption's own image
     own = sim[owner, np.arange(n_txt)][None, :]
-    t2i_rank = ((sim >= own) & ~positive).sum(0)
+    t2i_rank = ((sim >= own - tie_tolerance * np.maximum(1.0, np.abs(own))) & ~positive).sum(0)
     out: Dict[str, float] = {}
     for k in ks:
         out[f"i2t_R@{k}"] = float((i2t_rank < k).mean())

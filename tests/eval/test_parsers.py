@@ -92,3 +92,17 @@ def test_non_text_and_unknown_task():
     assert parse_answer("face_detection", None, {}).value is None
     with pytest.raises(KeyError):
         parse_answer("caption", "a caption", {})
+
+
+def test_runaway_answers_parse_without_backtracking():
+    """A model that never learned to close a box writes "[" and digits until max_new_tokens. The box pattern once
+    let such a run split into numbers in 2^(n-1) ways: the demo's evaluation hung on one answer. These inputs
+    took hours before the fix; now each is read (and refused) at once."""
+    from lman_ms.eval.parsers import parse_answer
+    digits = "There are 2 persons in the picture. They are located in: [" + "1" * 60
+    r = parse_answer("pedestrian_detection", digits, {})
+    assert r.value is None or r.value == []
+    spaced = parse_answer("face_detection", "[" + "12 " * 40 + "[1, 2, 3, 4]", {})
+    assert spaced.value == [[1.0, 2.0, 3.0, 4.0]]
+    words = parse_answer("pose_estimation", "head top " * 400 + "neck [3, 4]", {"keypoint_names": ["neck"]})
+    assert words.value == [[[3.0, 4.0, 1]]]

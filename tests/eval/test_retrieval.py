@@ -42,6 +42,12 @@ def test_recall_at_k_by_hand():
 def test_ties_are_pessimistic_and_chance_is_exact():
     r = recall_at_k(np.ones((3, 3)), [0, 1, 2], ks=(1, 3))
     assert r["i2t_R@1"] == r["t2i_R@1"] == 0.0 and r["i2t_R@3"] == r["t2i_R@3"] == 1.0
+    # float32 rounding of equal embeddings (a GEMM tile's last bit) is still a tie; a real margin is not
+    eps = float(np.finfo(np.float32).eps)
+    near = np.ones((3, 3), np.float32) + np.eye(3, dtype=np.float32) * eps
+    r = recall_at_k(near, [0, 1, 2], ks=(1,))
+    assert r["i2t_R@1"] == r["t2i_R@1"] == 0.0
+    assert recall_at_k(np.ones((3, 3)) + np.eye(3) * 1e-4, [0, 1, 2], ks=(1,))["t2i_R@1"] == 1.0
     c = chance_recall([0, 0, 1, 2, 2], 3, ks=(1, 2))
     # an image with c captions misses one random pick among 5 with probability (5 - c) / 5
     assert c["i2t_R@1"] == pytest.approx(1 - (3 / 5 + 4 / 5 + 3 / 5) / 3)
