@@ -56,11 +56,12 @@ def recall_at_k(sim: np.ndarray, image_of_text: Sequence[int], ks: Sequence[int]
     if not positive.any(1).all():
         raise ValueError("every image needs at least one caption")
     # image -> text: wrong texts scoring >= the image's best own caption
+    def ahead(correct):       # wrong items at or above the correct score, ties within the tolerance included
+        return (sim >= correct - tie_tolerance * np.maximum(1.0, np.abs(correct))) & ~positive
     best_pos = np.where(positive, sim, -np.inf).max(1, keepdims=True)
-    i2t_rank = ((sim >= best_pos - tie_tolerance * np.maximum(1.0, np.abs(best_pos))) & ~positive).sum(1)
+    i2t_rank = ahead(best_pos).sum(1)
     # text -> image: wrong images scoring >= the caption's own image
-    own = sim[owner, np.arange(n_txt)][None, :]
-    t2i_rank = ((sim >= own - tie_tolerance * np.maximum(1.0, np.abs(own))) & ~positive).sum(0)
+    t2i_rank = ahead(sim[owner, np.arange(n_txt)][None, :]).sum(0)
     out: Dict[str, float] = {}
     for k in ks:
         out[f"i2t_R@{k}"] = float((i2t_rank < k).mean())

@@ -96,8 +96,9 @@ def test_non_text_and_unknown_task():
 
 def test_runaway_answers_parse_without_backtracking():
     """A model that never learned to close a box writes "[" and digits until max_new_tokens. The box pattern once
-    let such a run split into numbers in 2^(n-1) ways: the demo's evaluation hung on one answer. These inputs
-    took hours before the fix; now each is read (and refused) at once."""
+    let such a run split into numbers in 2^(n-1) ways: the demo's evaluation hung on one answer. The two box
+    inputs would not finish before the fix (2^59 and 2^79 splits); the run of words cost the joint pattern a
+    quadratic scan (seconds, not a hang). Each is read, and the unclosed groups refused, as an answer should be."""
     from lman_ms.eval.parsers import parse_answer
     digits = "There are 2 persons in the picture. They are located in: [" + "1" * 60
     r = parse_answer("pedestrian_detection", digits, {})
