@@ -5,8 +5,10 @@ interface the composite model needs:
 
 * ``construct(input_ids=None, input_embeds=None, attention_mask=None) -> logits (batch, seq, vocab)``. The visual
   tokens enter as embeddings (``input_embeds``), concatenated by the caller with ``embed_tokens(input_ids)``.
-* any sequence length up to ``max_position_embeddings``: mindformers builds its causal mask for a fixed
-  ``seq_length`` in GRAPH_MODE, so inputs are right-padded to it (padding masked out) and the logits sliced back;
+* any sequence length up to ``max_position_embeddings``, computed at that length: mindformers slices its causal
+  mask to the input only in PYNATIVE_MODE or for dynamic shapes, so the wrapper turns that slicing on (see
+  ``_mask_any_length``) rather than padding every input to ``seq_length`` (attention cost grows with the square of
+  the length: the tiny demo's batches are 124-316 positions long against a seq_length of 320);
 * ``loss(logits, labels)``: the stage-2 objective, eq. (8) (next-token cross-entropy on labels != -100).
 
 Why ``construct`` calls ``llama.model`` and ``llama.lm_head`` instead of ``LlamaForCausalLM.construct``: the latter
@@ -94,6 +96,20 @@ def build_llama_config(config: LLMConfig, device_target: Optional[str] = None, u
     )
 
 
+def _mask_any_length(mask_cell) -> None:
+    """Let mindformers' ``LowerTriangularMaskWithDynamic`` serve any input length up to its ``seq_length``.
+
+    Its ``construct`` slices the stored (seq_length, seq_length) triangle to the input's length only when
+    ``is_pynative or is_dynamic``; in GRAPH_MODE with static shapes it uses the whole triangle, which forces every
+    input to be padded to ``seq_length``. In the non-paged path (``use_past=False``) ``is_dynamic`` is read nowhere
+    else in that cell, and the slice bounds come from the static input shape, so each input length compiles to its
+    own static graph, the same computation as padding and slicing back minus the padded rows and columns."""
+    if not hasattr(mask_cell, "is_dynamic") or not hasattr(mask_cell, "lower_triangle_mask"):
+        raise RuntimeError("mindformers' LowerTriangularMaskWithDynamic changed: VicunaDecoder relies on its "
+                           "is_dynamic flag to slice the causal mask; pin mindformers as in requirements.txt")
+    mask_cell.is_dynamic = True
+
+
 class VicunaDecoder(nn.Cell):
     """Vicuna / LLaMA decoder producing next-token logits; the LLM of L-Man (eq. 8).
 
@@ -113,6 +129,8 @@ class VicunaDecoder(nn.Cell):
         self.use_past = use_past
         self.llama_config = build_llama_config(config, use_past=use_past, batch_size=batch_size)
         self.llama = LlamaForCausalLM(self.llama_config)
+        if not use_past:
+            _mask_any_length(self.llama.model.casual_mask)
         self.seq_length = config.max_position_embeddings
         self.hidden_size = config.hidden_size
         self.pad_token_id = config.pad_token_id
@@ -167,12 +185,6 @@ class VicunaDecoder(nn.Cell):
         if attention_mask is None:
             attention_mask = ops.ones((bs, seq_len), ms.int32)
         attention_mask = attention_mask.astype(ms.int32)
-        if seq_len < self.seq_length:
-            # mindformers' causal mask has a fixed size in GRAPH_MODE: pad on the right, masked out, slice back.
-            extra = self.seq_length - seq_len
-            input_embeds = ops.concat(
-                (input_embeds, ops.zeros((bs, extra, self.hidden_size), input_embeds.dtype)), 1)
-            attention_mask = ops.concat((attention_mask, ops.zeros((bs, extra), ms.int32)), 1)
         # LlamaModel derives the key-padding mask from "tokens != pad_token_id"; feed it tokens that encode the mask
         # only (the embeddings come from input_embeds).
         mask_tokens = attention_mask * (self.pad_token_id + 1) + (1 - attention_mask) * self.pad_token_id
