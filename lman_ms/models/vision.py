@@ -17,11 +17,12 @@ from functools import partial
 from typing import Tuple
 
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import ops
 from mindcv.models.layers.mlp import Mlp
 from mindcv.models.vit import VisionTransformer
 
 from lman_ms.config import VisionConfig
+from lman_ms.models.layer_norm_kernel import MindcvLayerNorm
 from lman_ms.models.layers import activation
 
 _CUBIC_A = -0.75  # torch's bicubic coefficient (PIL/OpenCV-style kernels use -0.5)
@@ -68,7 +69,7 @@ class CLIPVisionEncoder(VisionTransformer):
             embed_dim=config.hidden_size, depth=config.num_hidden_layers, num_heads=config.num_attention_heads,
             qkv_bias=True, pre_norm=True,  # pre_norm also drops the patch bias, as in CLIP
             act_layer=partial(activation, config.hidden_act),
-            norm_layer=partial(nn.LayerNorm, epsilon=config.layer_norm_eps),
+            norm_layer=partial(MindcvLayerNorm, epsilon=config.layer_norm_eps),
             mlp_layer=mlp_layer, num_classes=0, global_pool="token")
         self.config = config
         self.grid = config.image_size // config.patch_size

@@ -61,6 +61,12 @@ class Trainer:
         self.step_cell = TrainStep(self.loss_cell, self.optimizer, t.max_grad_norm, has_aux=self.stage == 1,
                                    loss_scale=t.loss_scale, accumulation=t.gradient_accumulation_steps)
         self.accum_cell = self.step_cell.accumulate_cell() if t.gradient_accumulation_steps > 1 else None
+        # training mode: the norms train on the CPU LayerNorm kernels (models/layer_norm_kernel.py) and LoRA's dropout
+        # (train.lora.dropout) acts; without it the cells stayed in inference mode. Nothing else in the model
+        # drops out (the ViT's rates are 0), so with no LoRA dropout the loss is the inference-mode loss.
+        for cell in (self.step_cell, self.accum_cell):
+            if cell is not None:
+                cell.set_train(True)
         self.start_step = 0
         ckpt = latest_checkpoint(resume) if resume else None
         if resume and ckpt is None:

@@ -189,6 +189,7 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
             return loss
         step_fns.append(ms.jit(one))
     before = evaluate(net, test) if test else {}
+    net.set_train(True)           # the norms train on the CPU LayerNorm kernels (models/layer_norm_kernel.py)
     rng = np.random.default_rng(seed)
     sources = list(train.values())
     schedule = source_schedule(sources, steps)

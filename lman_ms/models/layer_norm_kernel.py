@@ -1,0 +1,80 @@
+"""``layer_norm_kernel.cc`` as a MindSpore ``Custom`` op with its backward: a LayerNorm for CPU training.
+
+``fused_layer_norm(eps)`` returns a callable ``(x, gamma, beta) -> y`` whose gradient is the second kernel, or None
+when the kernels are unavailable: off CPU, without a compiler or a writable cache (``lman_ms.utils.native``), or
+with ``LMAN_MS_NORM_KERNELS=0``. The norm cells (:class:`lman_ms.models.layers.LayerNorm`, the ViT's
+:class:`MindcvLayerNorm`) use it only in training mode, where MindSpore's CPU ``LayerNormGrad`` is the slow part;
+in inference they keep ``ops.LayerNorm``, so an exported MindIR holds no custom op and runs in MindSpore Lite.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, Optional
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from lman_ms.utils import native
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_norm_kernel.cc")
+
+
+@functools.lru_cache(maxsize=None)
+def _ops(path: str):
+    def rows(shape):
+        return list(shape[:-1])
+
+    forward = ops.Custom(f"{path}:LmanLayerNorm", out_shape=lambda x, g, b, e: (x, rows(x), rows(x)),
+                         out_dtype=lambda x, g, b, e: (x, x, x), func_type="aot")
+    backward = ops.Custom(f"{path}:LmanLayerNormGrad", out_shape=lambda dy, x, g, m, r: (x, g, g),
+                          out_dtype=lambda dy, x, g, m, r: (x, x, x), func_type="aot")
+    return forward, backward
+
+
+class _FusedLayerNorm(nn.Cell):
+    """y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis, backward by ``LmanLayerNormGrad``."""
+
+    def __init__(self, path: str, eps: float):
+        super().__init__()
+        self.forward, self.backward = _ops(path)
+        self.eps = Tensor(np.array([eps], np.float32))
+
+    def construct(self, x, gamma, beta):
+        return self.forward(x, gamma, beta, self.eps)[0]
+
+    def bprop(self, x, gamma, beta, out, dout):
+        _, mean, rstd = self.forward(x, gamma, beta, self.eps)
+        dx, dgamma, dbeta = self.backward(dout, x, gamma, mean, rstd)
+        return dx, dgamma, dbeta
+
+
+class MindcvLayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (mindcv's ViT builds its norms with it; parameter names ``gamma``/``beta`` kept) that trains
+    with the fused kernels."""
+
+    def __init__(self, normalized_shape, epsilon: float = 1e-7, **kwargs):
+        super().__init__(normalized_shape, epsilon=epsilon, **kwargs)
+        self.fused = fused_layer_norm(epsilon) if len(normalized_shape) == 1 else None
+
+    def construct(self, input_x):
+        if self.training and self.fused is not None and input_x.dtype == ms.float32:
+            return self.fused(input_x, self.gamma, self.beta)
+        y, _, _ = self.layer_norm(input_x, self.gamma.astype(input_x.dtype), self.beta.astype(input_x.dtype))
+        return y
+
+
+def kernels_available() -> Optional[str]:
+    """Path of the compiled kernels, or None (see the module docstring)."""
+    if os.environ.get("LMAN_MS_NORM_KERNELS", "1") == "0" or ms.get_context("device_target") != "CPU":
+        return None
+    return native.build_library(SOURCE, "LayerNorm keeps MindSpore's LayerNorm / LayerNormGrad kernels")
+
+
+def fused_layer_norm(eps: float) -> Optional[Callable]:
+    path = kernels_available()
+    return None if path is None else _FusedLayerNorm(path, eps)
+
+
+__all__ = ["MindcvLayerNorm", "fused_layer_norm", "kernels_available"]
