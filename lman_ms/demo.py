@@ -267,8 +267,8 @@ def main(argv=None) -> int:
                          "label does (default 3000, ~3 s to draw and convert; 0: --num)")
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
-    ap.add_argument("--warmup-steps", type=int, default=600,
-                    help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; default 600)")
+    ap.add_argument("--warmup-steps", type=int, default=1000,
+                    help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; default 1000)")
     ap.add_argument("--stage1-steps", type=int, default=None, help="override train.max_steps of stage 1")
     ap.add_argument("--stage2-steps", type=int, default=None, help="override train.max_steps of stage 2")
     ap.add_argument("--eval-per-dataset", type=int, default=60, help="test images answered per source")
