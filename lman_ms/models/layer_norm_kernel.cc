@@ -1,7 +1,7 @@
 // LayerNorm over the last axis, forward and backward, for CPU training: MindSpore "aot" custom ops (built and
 // wrapped by layer_norm_kernel.py). float32, x flattened to (N, D) rows.
-//   LmanLayerNorm(x, gamma, beta, eps)                  -> y (like x), mean (N,), rstd (N,)
-//   LmanLayerNormGrad(dy, x, gamma, mean, rstd)         -> dx (like x), dgamma (D,), dbeta (D,)
+//   LmanLayerNorm(x, gamma, beta, eps)          -> y (like x)
+//   LmanLayerNormGrad(dy, x, gamma, eps)        -> dx (like x), dgamma (D,), dbeta (D,)
 // with xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased variance, as torch and ops.LayerNorm), and
 //   dx = rstd * (dy g - mean_D(dy g) - xhat * mean_D(dy g xhat)),  dgamma = sum_N dy xhat,  dbeta = sum_N dy.
 //
@@ -10,7 +10,9 @@
 // kMaxThreads contiguous blocks ($LMAN_MS_KERNEL_THREADS, else $OMP_NUM_THREADS, else the hardware threads); each
 // block sums dgamma / dbeta in its own buffer and the blocks are added in order, so the result depends only on the
 // block count, not on scheduling. Row sums run in 16 float lanes added in double, column sums in double: the forward matches ops.LayerNorm to float
-// rounding (tests/models/test_layer_norm_kernel.py).
+// rounding (tests/models/test_layer_norm_kernel.py). The backward recomputes each row's mean and rstd from x
+// (one more pass over a row it reads anyway) instead of taking them from the forward: MindSpore hands a Cell's
+// bprop only the forward's first output, and a second forward launch would write y again for nothing.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -68,6 +70,16 @@ double lane_sum(int64_t d, F f) {
   return total;
 }
 
+struct RowStats {
+  float mean, rstd;
+};
+
+RowStats row_stats(const float *xr, int64_t d, double eps) {
+  const float m = static_cast<float>(lane_sum(d, [&](int64_t i) { return xr[i]; }) / d);
+  const double var = lane_sum(d, [&](int64_t i) { return (xr[i] - m) * (xr[i] - m); }) / d;
+  return {m, static_cast<float>(1.0 / std::sqrt(var + eps))};
+}
+
 int64_t numel(int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) n *= shape[i];
@@ -77,24 +89,19 @@ int64_t numel(int ndim, const int64_t *shape) {
 
 extern "C" int LmanLayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                              void *stream, void *extra) {
-  if (nparam != 7 || !all_float(nparam, dtypes) || ndims[0] < 1) return 1;
+  if (nparam != 5 || !all_float(nparam, dtypes) || ndims[0] < 1) return 1;
   const int64_t d = shapes[0][ndims[0] - 1], n = numel(ndims[0], shapes[0]) / std::max<int64_t>(d, 1);
-  if (numel(ndims[1], shapes[1]) != d || numel(ndims[2], shapes[2]) != d || numel(ndims[5], shapes[5]) != n) return 1;
+  if (numel(ndims[1], shapes[1]) != d || numel(ndims[2], shapes[2]) != d) return 1;
   const float *x = static_cast<const float *>(params[0]), *g = static_cast<const float *>(params[1]),
               *b = static_cast<const float *>(params[2]);
   const double eps = *static_cast<const float *>(params[3]);
-  float *y = static_cast<float *>(params[4]), *mean = static_cast<float *>(params[5]),
-        *rstd = static_cast<float *>(params[6]);
+  float *y = static_cast<float *>(params[4]);
   for_blocks(n, thread_count(n * d), [&](int, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
       const float *xr = x + r * d;
-      const float m = static_cast<float>(lane_sum(d, [&](int64_t i) { return xr[i]; }) / d);
-      const double var = lane_sum(d, [&](int64_t i) { return (xr[i] - m) * (xr[i] - m); }) / d;
-      const float rs = static_cast<float>(1.0 / std::sqrt(var + eps));
+      const RowStats st = row_stats(xr, d, eps);
       float *yr = y + r * d;
-      for (int64_t i = 0; i < d; i++) yr[i] = (xr[i] - m) * rs * g[i] + b[i];
-      mean[r] = m;
-      rstd[r] = rs;
+      for (int64_t i = 0; i < d; i++) yr[i] = (xr[i] - st.mean) * st.rstd * g[i] + b[i];
     }
   });
   return 0;
@@ -102,16 +109,14 @@ extern "C" int LmanLayerNorm(int nparam, void **params, int *ndims, int64_t **sh
 
 extern "C" int LmanLayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                  void *stream, void *extra) {
-  if (nparam != 8 || !all_float(nparam, dtypes) || ndims[1] < 1) return 1;
+  if (nparam != 7 || !all_float(nparam, dtypes) || ndims[1] < 1) return 1;
   const int64_t d = shapes[1][ndims[1] - 1], n = numel(ndims[1], shapes[1]) / std::max<int64_t>(d, 1);
-  if (numel(ndims[0], shapes[0]) != n * d || numel(ndims[2], shapes[2]) != d || numel(ndims[3], shapes[3]) != n ||
-      numel(ndims[4], shapes[4]) != n)
-    return 1;
+  if (numel(ndims[0], shapes[0]) != n * d || numel(ndims[2], shapes[2]) != d) return 1;
   const float *dy = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]),
-              *g = static_cast<const float *>(params[2]), *mean = static_cast<const float *>(params[3]),
-              *rstd = static_cast<const float *>(params[4]);
-  float *dx = static_cast<float *>(params[5]), *dg = static_cast<float *>(params[6]),
-        *db = static_cast<float *>(params[7]);
+              *g = static_cast<const float *>(params[2]);
+  const double eps = *static_cast<const float *>(params[3]);
+  float *dx = static_cast<float *>(params[4]), *dg = static_cast<float *>(params[5]),
+        *db = static_cast<float *>(params[6]);
   const int blocks = thread_count(n * d);
   std::vector<double> partial(static_cast<size_t>(blocks) * 2 * d, 0.0);
   for_blocks(n, blocks, [&](int block, int64_t begin, int64_t end) {
@@ -119,7 +124,8 @@ extern "C" int LmanLayerNormGrad(int nparam, void **params, int *ndims, int64_t 
     std::vector<float> xhat(d), dxhat(d);
     for (int64_t r = begin; r < end; r++) {
       const float *xr = x + r * d, *dyr = dy + r * d;
-      const float m = mean[r], rs = rstd[r];
+      const RowStats st = row_stats(xr, d, eps);
+      const float m = st.mean, rs = st.rstd;
       for (int64_t i = 0; i < d; i++) {
         xhat[i] = (xr[i] - m) * rs;
         dxhat[i] = dyr[i] * g[i];

@@ -23,13 +23,10 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_norm_ke
 
 @functools.lru_cache(maxsize=None)
 def _ops(path: str):
-    def rows(shape):
-        return list(shape[:-1])
-
-    forward = ops.Custom(f"{path}:LmanLayerNorm", out_shape=lambda x, g, b, e: (x, rows(x), rows(x)),
-                         out_dtype=lambda x, g, b, e: (x, x, x), func_type="aot")
-    backward = ops.Custom(f"{path}:LmanLayerNormGrad", out_shape=lambda dy, x, g, m, r: (x, g, g),
-                          out_dtype=lambda dy, x, g, m, r: (x, x, x), func_type="aot")
+    forward = ops.Custom(f"{path}:LmanLayerNorm", out_shape=lambda x, g, b, e: x,
+                         out_dtype=lambda x, g, b, e: x, func_type="aot")
+    backward = ops.Custom(f"{path}:LmanLayerNormGrad", out_shape=lambda dy, x, g, e: (x, g, g),
+                          out_dtype=lambda dy, x, g, e: (x, x, x), func_type="aot")
     return forward, backward
 
 
@@ -42,12 +39,11 @@ class _FusedLayerNorm(nn.Cell):
         self.eps = Tensor(np.array([eps], np.float32))
 
     def construct(self, x, gamma, beta):
-        return self.forward(x, gamma, beta, self.eps)[0]
+        return self.forward(x, gamma, beta, self.eps)
 
     def bprop(self, x, gamma, beta, out, dout):
-        _, mean, rstd = self.forward(x, gamma, beta, self.eps)
-        dx, dgamma, dbeta = self.backward(dout, x, gamma, mean, rstd)
-        return dx, dgamma, dbeta
+        # the kernel recomputes mean and rstd from x (layer_norm_kernel.cc says why)
+        return self.backward(dout, x, gamma, self.eps)
 
 
 class MindcvLayerNorm(nn.LayerNorm):

@@ -39,7 +39,14 @@ def _cfg(root, out, tok, run, **kw):
 def test_stage2_trains_logs_and_keeps_last_checkpoints(toy):
     root, out, tok = toy
     cfg = _cfg(root, out, tok, "s2", steps=6, extra=["train.keep_last=2"])
-    result = Trainer(cfg).fit()
+    trainer = Trainer(cfg)
+    # training mode reaches every cell: the norms train on the CPU LayerNorm kernels, LoRA's dropout acts
+    assert all(c.training for _, c in trainer.model.cells_and_names())
+    from lman_ms.models.layer_norm_kernel import kernels_available
+    if kernels_available() is not None:
+        norms = [c for _, c in trainer.model.cells_and_names() if hasattr(c, "fused")]
+        assert norms and all(c.fused is not None for c in norms)
+    result = trainer.fit()
     assert result["step"] == 6 and np.isfinite(result["loss"])
     ckpts = list_checkpoints(cfg.train.output_dir)
     assert [os.path.basename(c) for c in ckpts] == ["step_00000004", "step_00000006"]
