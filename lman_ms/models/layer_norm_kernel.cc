@@ -11,7 +11,7 @@
 // block sums dgamma / dbeta in its own buffer and the blocks are added in order, so the result depends only on the
 // block count, not on scheduling. Row sums run in 16 float lanes added in double, column sums in double: the forward matches ops.LayerNorm to float
 // rounding (tests/models/test_layer_norm_kernel.py). The backward recomputes each row's mean and rstd from x
-// (one more pass over a row it reads anyway) instead of taking them from the forward: MindSpore hands a Cell's
+// (one more pass over a row it reads anyway) instead of taking them from the forward: MindSpore hands the op's
 // bprop only the forward's first output, and a second forward launch would write y again for nothing.
 #include <algorithm>
 #include <cmath>

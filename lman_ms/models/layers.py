@@ -13,7 +13,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from .layer_norm_kernel import fused_layer_norm
+from .layer_norm_kernel import eps_tensor, fused_layer_norm
 
 
 class LayerNorm(nn.Cell):
@@ -24,11 +24,12 @@ class LayerNorm(nn.Cell):
         self.weight = Parameter(initializer("ones", (hidden_size,), ms.float32), name="weight")
         self.bias = Parameter(initializer("zeros", (hidden_size,), ms.float32), name="bias")
         self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
-        self.fused = fused_layer_norm(eps)     # CPU training only (layer_norm_kernel.py says why)
+        self.fused = fused_layer_norm()        # CPU training only (layer_norm_kernel.py says why)
+        self.fused_eps = eps_tensor(eps)
 
     def construct(self, x):
         if self.training and self.fused is not None and x.dtype == ms.float32:
-            return self.fused(x, self.weight, self.bias)
+            return self.fused(x, self.weight, self.bias, self.fused_eps)
         return self.norm(x, self.weight, self.bias)[0]
 
 

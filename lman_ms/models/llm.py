@@ -110,6 +110,24 @@ def _mask_any_length(mask_cell) -> None:
     mask_cell.is_dynamic = True
 
 
+def _release_nltk_import_error() -> None:
+    """Free the stack that first built a mindformers model.
+
+    Building ``LlamaForCausalLM`` imports nltk the first time, and ``nltk.parse.bllip`` keeps the ImportError of its
+    optional ``bllipparser`` as a default argument. That error's traceback reaches, through the frames' ``f_back``
+    links, every frame of the stack that triggered the import, ours included, whose locals hold the model being
+    built: the first model of a process was never freed (the demo kept its stage-2 trainer alive through
+    evaluation), and at interpreter exit its ~200 cells printed an AttributeError each from ``Cell.__del__``. The
+    error message is kept; only the traceback is dropped.
+    """
+    import sys
+    bllip = sys.modules.get("nltk.parse.bllip")
+    hook = getattr(bllip, "_ensure_bllip_import_or_error", None)
+    for default in getattr(hook, "__defaults__", None) or ():
+        if isinstance(default, BaseException):
+            default.__traceback__ = None
+
+
 class VicunaDecoder(nn.Cell):
     """Vicuna / LLaMA decoder producing next-token logits; the LLM of L-Man (eq. 8).
 
@@ -129,6 +147,7 @@ class VicunaDecoder(nn.Cell):
         self.use_past = use_past
         self.llama_config = build_llama_config(config, use_past=use_past, batch_size=batch_size)
         self.llama = LlamaForCausalLM(self.llama_config)
+        _release_nltk_import_error()
         if not use_past:
             _mask_any_length(self.llama.model.casual_mask)
         self.seq_length = config.max_position_embeddings

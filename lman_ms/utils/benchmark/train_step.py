@@ -48,7 +48,9 @@ def build_ms_step(cfg) -> Tuple[Any, Dict[str, Dict[str, int]]]:
     model = LMan(cfg)
     counts = apply_freezing(model, cfg.train, cfg.llm.num_hidden_layers)
     opt, _ = build_optimizer(model.trainable_params(), cfg.train)
-    return TrainStep(Stage2LossCell(model), opt, cfg.train.max_grad_norm), counts
+    step = TrainStep(Stage2LossCell(model), opt, cfg.train.max_grad_norm)
+    step.set_train(True)      # as the trainer runs it (and the PyTorch side's .train()): norms on the training kernels
+    return step, counts
 
 
 def ms_inputs(batch: List[np.ndarray]):
