@@ -2,9 +2,10 @@
 
 ``fused_layer_norm()`` returns an op ``(x, gamma, beta, eps_tensor(eps)) -> y`` whose gradient is the second
 kernel, or None when the kernels are unavailable: off CPU, without a compiler or a writable cache
-(``lman_ms.utils.native``), or with ``LMAN_MS_NORM_KERNELS=0``. The norm cells (:class:`lman_ms.models.layers.LayerNorm`, the ViT's
-:class:`MindcvLayerNorm`) use it only in training mode, where MindSpore's CPU ``LayerNormGrad`` is the slow part;
-in inference they keep ``ops.LayerNorm``, so an exported MindIR holds no custom op and runs in MindSpore Lite.
+(``lman_ms.utils.native``), or with ``LMAN_MS_NORM_KERNELS=0``. The norm cells
+(:class:`lman_ms.models.layers.LayerNorm`, the ViT's :class:`MindcvLayerNorm`) use it only in training mode, where
+MindSpore's CPU ``LayerNormGrad`` is the slow part; in inference they keep ``ops.LayerNorm``, so an exported MindIR
+holds no custom op and runs in MindSpore Lite.
 """
 from __future__ import annotations
 

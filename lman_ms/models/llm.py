@@ -117,8 +117,7 @@ def _release_nltk_import_error() -> None:
     optional ``bllipparser`` as a default argument. That error's traceback reaches, through the frames' ``f_back``
     links, every frame of the stack that triggered the import, ours included, whose locals hold the model being
     built: the first model of a process was never freed (the demo kept its stage-2 trainer alive through
-    evaluation), and at interpreter exit its ~200 cells printed an AttributeError each from ``Cell.__del__``. The
-    error message is kept; only the traceback is dropped.
+    evaluation). The error message is kept; only the traceback is dropped.
     """
     import sys
     bllip = sys.modules.get("nltk.parse.bllip")
