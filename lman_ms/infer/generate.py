@@ -38,7 +38,7 @@ BACKENDS = ("cache", "recompute", "mindformers")
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 64
+    max_new_tokens: int = 128         # the one default of every tool (infer, lite_infer, serve, chat)
     do_sample: bool = False            # False: greedy
     temperature: float = 1.0
     top_k: int = 0                     # 0: off
