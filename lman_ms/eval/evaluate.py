@@ -30,7 +30,7 @@ from .metrics.boxes import DetImage, rank_scores
 from .metrics.classification import (accuracy, mean_average_precision, mean_class_accuracy, one_hot_scores,
                                      per_class_accuracy, video_top1)
 from .metrics.coco_ap import coco_ap
-from .metrics.fddb import tpr_at_fp
+from .metrics.fddb import record_ellipses, tpr_at_fp
 from .metrics.miss_rate import log_average_miss_rate
 from .metrics.pose import AIC_SIGMAS, oks_map, pckh
 from .metrics.wider_face import record_faces, wider_face_aps
@@ -293,7 +293,12 @@ def _score(res: DatasetResult, family: str, recs: List[dict], values: List[Any])
             res.notes.append(f"{fallback} record(s) without the official easy/medium/hard lists: face-height "
                              "fallback (>= 50 / 30 / 10 px), not comparable with published WIDER FACE numbers")
     elif family == "fddb":
-        ellipses = [r["target"].get("ellipses") for r in recs]
+        ellipses = []
+        for r in recs:
+            try:
+                ellipses.append(record_ellipses(r["target"]))
+            except ValueError as e:
+                raise AnnotationError(_where(r), str(e), key=r["id"]) from e
         res.metrics.update(tpr_at_fp(_det_images(recs, values), 1000, ellipses=ellipses))
         boxes_only = sum(e is None for e in ellipses)
         if boxes_only:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lman_ms.eval.metrics.boxes import DetImage
-from lman_ms.eval.metrics.fddb import match_image, roc, tpr_at_fp
+from lman_ms.eval.metrics.fddb import match_image, record_ellipses, roc, tpr_at_fp
 
 F1, F2 = [0, 0, 10, 10], [20, 0, 30, 10]
 
@@ -60,5 +60,13 @@ def test_ellipses_decide_the_match():
     img = DetImage.make([[40, 40, 60, 60]], [[37, 37, 63, 63]], [1.0])
     assert tpr_at_fp([img])["TPR@1000FP"] == 1.0
     assert tpr_at_fp([img], ellipses=[[[10, 10, 0.0, 50, 50]]])["TPR@1000FP"] == 0.0
-    # faces are counted from the ellipses when given
-    assert roc([img], ellipses=[[[10, 10, 0.0, 50, 50], [5, 5, 0.0, 200, 200]]])[2] == 2
+    # the ellipses are the faces of the answer's boxes, one each: an extra ellipse is not a face to count
+    with pytest.raises(ValueError, match="image 0: 1 faces in the answer but 2 ellipses"):
+        roc([img], ellipses=[[[10, 10, 0.0, 50, 50], [5, 5, 0.0, 200, 200]]])
+
+
+def test_record_ellipses_must_align_with_the_boxes():
+    assert record_ellipses({"boxes": [F1]}) is None
+    assert record_ellipses({"boxes": [F1], "ellipses": [[5, 5, 0.0, 5, 5]]}) == [[5, 5, 0.0, 5, 5]]
+    with pytest.raises(ValueError, match="1 boxes but 2 ellipses"):
+        record_ellipses({"boxes": [F1], "ellipses": [[5, 5, 0.0, 5, 5]] * 2})

@@ -120,14 +120,10 @@ class AICPose(Converter):
         if not isinstance(entries, list):
             raise AnnotationError(path, f"expected a JSON list of images, got {type(entries).__name__}")
         image_rel = os.path.relpath(image_dir, self.root).replace(os.sep, "/")
-        seen = set()
         for i, entry in enumerate(entries):
             with self.policy.guard(path, key=f"[{i}]") as g:
                 sample = self._sample(path, i, entry, image_rel)
-                if sample.key in seen:
-                    raise AnnotationError(path, f"image_id {sample.key!r} is listed twice", key=f"[{i}]")
             if g.ok:
-                seen.add(sample.key)
                 yield sample
 
     def _sample(self, path: str, i: int, entry: dict, image_rel: str) -> Sample:
@@ -149,7 +145,8 @@ class AICPose(Converter):
         person_boxes = [parse_box(boxes[h], (path, f"[{i}] {image_id} human_annotations.{h}")) for h in humans]
         target = {"keypoints": keypoints, "keypoint_names": list(AIC_KEYPOINT_NAMES), "boxes": person_boxes,
                   "human_ids": humans}
-        return Sample(key=image_id, image=f"{image_rel}/{image_id}.jpg", target=target, source=path)
+        return Sample(key=image_id, image=f"{image_rel}/{image_id}.jpg", target=target, source=path,
+                      meta={"key": f"[{i}]"})
 
     def load(self, sample: Sample) -> List[Sample]:
         sample = super().load(sample)[0]

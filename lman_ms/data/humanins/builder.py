@@ -23,6 +23,7 @@ from tqdm import tqdm
 from lman_ms.utils.io import atomic_open, atomic_write_text
 
 from .answers import answer_for
+from .duplicates import drop_duplicates
 from .errors import AnnotationError, ErrorPolicy
 from .registry import Converter, get_converter
 from .sample import Sample
@@ -38,6 +39,7 @@ class BuildSummary:
     records: int = 0
     images: int = 0
     skipped: int = 0
+    repeats: int = 0            # identical repeated listings kept once (duplicates.py)
     seconds: float = 0.0
     files: List[str] = field(default_factory=list)
     skip_examples: List[str] = field(default_factory=list)
@@ -47,8 +49,9 @@ class BuildSummary:
         return self.records / self.seconds if self.seconds > 0 else float("nan")
 
     def line(self) -> str:
+        repeats = f", {self.repeats} repeated listing(s) kept once" if self.repeats else ""
         return (f"{self.dataset}/{self.split}: {self.records} records from {self.images} images, "
-                f"{self.skipped} skipped, {self.seconds:.1f}s ({self.records_per_second:.0f} records/s)")
+                f"{self.skipped} skipped{repeats}, {self.seconds:.1f}s ({self.records_per_second:.0f} records/s)")
 
 
 def records_for(conv: Converter, split: str, sample: Sample, seed: int = 0,
@@ -115,8 +118,9 @@ def build(name: str, root: str, split: str, out_dir: str, workers: int = 1, on_e
     ds_dir = os.path.join(out_dir, name)
     conv = get_converter(name)(root, policy=policy, out_dir=ds_dir, **options)
     conv.check_split(split)
-    samples = list(conv.index(split))
-    summary = BuildSummary(name, split)
+    unique = drop_duplicates(conv.index(split), policy, conv.provenance_keys)
+    samples = unique.samples
+    summary = BuildSummary(name, split, repeats=unique.repeats)
     shard: List[str] = []
     shard_id = 0
 
@@ -154,6 +158,7 @@ def build(name: str, root: str, split: str, out_dir: str, workers: int = 1, on_e
     image_root = getattr(conv, "image_root", None) or conv.root
     meta = {"dataset": name, "task": conv.task, "split": split, "image_root": os.path.abspath(image_root),
             "records": summary.records, "images": summary.images, "skipped": summary.skipped,
+            "repeats": summary.repeats,
             "skip_examples": summary.skip_examples, "options": conv.options, "seed": seed,
             "instruction_pool": os.path.abspath(instruction_pool) if instruction_pool else None,
             "shards": [os.path.basename(p) for p in summary.files]}

@@ -85,20 +85,12 @@ class ExpWConverter(Converter):
         path = self.require(*LABEL_FILE)
         test_percent = int(self.options["test_percent"])
         min_conf = float(self.options["min_confidence"])
-        seen = {}
         with open(path, "r", encoding="utf-8-sig") as f:
             lines = [(i, ln.split()) for i, ln in enumerate(f, 1) if ln.strip()]
         for lineno, parts in lines:
             with self.policy.guard(path, lineno) as g:
                 rec = self.parse(path, lineno, parts)
                 key = f"{os.path.splitext(rec['image_name'])[0]}/{rec['face_id']}"
-                if key in seen:
-                    first_line, first_parts = seen[key]
-                    if first_parts == parts:
-                        continue  # exact duplicate line: kept once
-                    raise AnnotationError(path, f"face {rec['face_id']} of {rec['image_name']} already annotated "
-                                          f"differently at line {first_line}", line=lineno)
-                seen[key] = (lineno, parts)
             if not g.ok or rec["confidence"] < min_conf or split_of(rec["image_name"], test_percent) != split:
                 continue
             target = {"boxes": [rec["box"]], "label": rec["label"], "label_name": LABEL_NAMES[rec["label"]],

@@ -17,7 +17,13 @@ Decisions (FDDB's own protocol is 10-fold cross-validation, which a fixed instru
   hw = sqrt(ux^2 + vx^2), hh = sqrt(uy^2 + vy^2);
 * the ellipses themselves stay in ``target["ellipses"]`` (``[a, b, angle, cx, cy]``), since the official
   evaluation matches detections against the ellipse regions, and ``target["fold"]`` records the fold;
-* records are keyed by the full image path: file names repeat across the date folders.
+* ``boxes[i]``, ``ellipses[i]`` and ``face_index[i]`` (the face's 0-based line among its image's ellipse lines)
+  describe one face. A face whose box comes out empty once clipped (an ellipse outside the picture or under a
+  pixel) cannot be stated in the answer, so it is dropped from all three: the answer and the evaluation count
+  the same faces;
+* records are keyed by the full image path: file names repeat across the date folders. An image listed again,
+  in the same or another fold, is kept once if its ellipses agree and is an error naming both places if they
+  do not (:mod:`.duplicates`; ``fold`` is provenance, not a label).
 """
 from __future__ import annotations
 
@@ -72,6 +78,7 @@ class FDDB(Converter):
     name = "fddb"
     task = "face_detection"
     splits = ("train", "test")
+    provenance_keys = ("fold",)
 
     @classmethod
     def option_defaults(cls) -> dict:
@@ -89,7 +96,6 @@ class FDDB(Converter):
 
     def index(self, split: str) -> Iterator[Sample]:
         self.check_split(split)
-        seen = set()
         for fold in self.folds(split):
             path = self.require("FDDB-folds", f"FDDB-fold-{fold:02d}-ellipseList.txt")
             for name, name_line, rows in counted_blocks(path, self.policy, dummy_for_zero=False):
@@ -97,16 +103,15 @@ class FDDB(Converter):
                 with self.policy.guard(path, name_line) as g:
                     for line, text in rows:
                         ellipses.append(parse_ellipse_line(path, line, text))
-                    if name in seen:
-                        raise AnnotationError(path, f"image {name!r} is listed twice", line=name_line)
                 if not g.ok:
                     continue
-                seen.add(name)
                 target = {"boxes": [ellipse_box(*e) for e in ellipses], "ellipses": [list(e) for e in ellipses],
-                          "fold": fold}
+                          "face_index": list(range(len(ellipses))), "fold": fold}
                 yield Sample(key=name, image=f"originalPics/{name}.jpg", target=target, source=path, line=name_line)
 
     def load(self, sample: Sample) -> List[Sample]:
         sample = super().load(sample)[0]
-        clip_target(sample, "boxes")
+        clip_target(sample, "boxes", "face_index")
+        t = sample.target
+        t["ellipses"] = [t["ellipses"][k] for k in t["face_index"]]
         return [sample]

@@ -16,6 +16,7 @@ import os
 import re
 from typing import Iterable, List
 
+from .duplicates import FirstListing
 from .errors import AnnotationError
 from .registry import register_converter
 from .sample import Sample
@@ -58,17 +59,16 @@ class HMDB51Converter(VideoConverter):
         sid = int(self.options["split_id"])
         for label, cls_name in enumerate(names):
             path = self.path(SPLIT_DIR, f"{cls_name}_test_split{sid}.txt")
-            seen = set()
+            # A video repeated in its class file with another flag would land in both train and test.
+            flags = FirstListing("video")
             for lineno, text in read_lines(path):
                 with self.policy.guard(path, lineno) as g:
                     parts = text.split()
                     if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                         raise AnnotationError(path, f"expected '<video>.avi <0|1|2>', got {text!r}", line=lineno)
-                    if parts[0] in seen:
-                        raise AnnotationError(path, f"video {parts[0]} listed twice", line=lineno)
-                    seen.add(parts[0])
+                    first = flags.check(parts[0], {"flag": parts[1]}, path, lineno)
                     sample = None
-                    if parts[1] == FLAGS[split]:
+                    if first and parts[1] == FLAGS[split]:
                         key = f"{cls_name}/{os.path.splitext(parts[0])[0]}"
                         sample = self.video_sample(f"{video_dir}/{cls_name}/{parts[0]}", key, label, names, path,
                                                    lineno)

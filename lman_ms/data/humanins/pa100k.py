@@ -9,6 +9,8 @@ The attribute names and their order come from the ``attributes`` cell of ``annot
 Age18-60, AgeLess18, Front, Side, Back, Hat, ... boots). The official split is fixed by the file: train 80,000 /
 val 10,000 / test 10,000. By default ``train`` is train + val (the "trainval" protocol of Rethinking_of_PAR, which
 the PA-100K numbers of the paper's Table 5 follow); ``val_in_train=False`` keeps val as its own split.
+An image named in both parts is one image: kept once when its label rows agree, an error naming both rows
+(``train_images_name[i]``, ``val_images_name[j]``) when they do not (see :mod:`.duplicates`).
 """
 from __future__ import annotations
 
@@ -120,4 +122,4 @@ class PA100K(Converter):
                 stem = os.path.splitext(filename)[0]
                 yield Sample(key=stem, image=f"{self.image_dir}/{filename}",
                              target={"attributes": vector, "attribute_names": names},
-                             source=path, meta={"part": part})
+                             source=path, meta={"part": part, "key": f"{name_key}[{row}]"})

@@ -51,7 +51,6 @@ class RAFDBConverter(Converter):
     def index(self, split: str) -> Iterable[Sample]:
         self.check_split(split)
         path = self.require(*LABEL_FILE)
-        seen = set()
         with open(path, "r", encoding="utf-8-sig") as f:
             lines = [(i, ln.split()) for i, ln in enumerate(f, 1) if ln.strip()]
         for lineno, parts in lines:
@@ -66,9 +65,6 @@ class RAFDBConverter(Converter):
                                           line=lineno)
                 if not raw.isdigit() or not 1 <= int(raw) <= len(LABEL_NAMES):
                     raise AnnotationError(path, f"label {raw!r} is not in 1..{len(LABEL_NAMES)}", line=lineno)
-                if file_name in seen:
-                    raise AnnotationError(path, f"{file_name} listed twice", line=lineno)
-                seen.add(file_name)
             if g.ok and prefix == split:
                 label = int(raw) - 1
                 target = {"label": label, "label_name": LABEL_NAMES[label], "label_names": list(LABEL_NAMES)}

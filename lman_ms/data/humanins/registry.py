@@ -37,6 +37,9 @@ class Converter:
     name: str = ""
     task: str = ""
     splits: tuple = ("train", "test")
+    # Target fields that say where a listing came from, not what the image shows (FDDB's fold): two listings of
+    # one key that differ only there are the same annotation (see duplicates.py).
+    provenance_keys: tuple = ()
 
     def __init__(self, root: str, policy: Optional[ErrorPolicy] = None, out_dir: Optional[str] = None, **options):
         if not os.path.isdir(root):

@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from lman_ms.utils.io import atomic_write_text
 
 from .caption_qa import CaptionQAGenerator, QAPair, RuleBasedCaptionQA, caption_attributes, image_qa
+from .duplicates import drop_duplicates
 from .errors import AnnotationError
 from .registry import Converter, register_converter
 from .sample import Sample
@@ -102,17 +103,13 @@ class _TextPedes(Converter):
         if not isinstance(items, list):
             raise AnnotationError(path, f"expected a JSON list of records, got {type(items).__name__}")
         qa = self._qa_items(split) if self.options["qa_file"] else None
-        seen: Dict[str, int] = {}
         for i, item in enumerate(items):
             with self.policy.guard(path, key=f"record {i}") as g:
                 rec = check_record(item, self.splits)
-                if rec["split"] == split and rec["file_path"] in seen:
-                    raise ValueError(f"file_path {rec['file_path']!r} repeats record {seen[rec['file_path']]}")
             if not g.ok or rec["split"] != split:
                 continue
-            seen[rec["file_path"]] = i
             key = os.path.splitext(rec["file_path"])[0]
-            meta = {}
+            meta = {"key": f"record {i}"}
             if qa is not None:
                 if key not in qa:
                     self.policy.report(AnnotationError(self.options["qa_file"], "no question/answer pairs", key=key))
@@ -208,7 +205,7 @@ def write_qa_file(name: str, root: str, split: str, out_path: str, generator: Ca
     conv.check_split(split)
     items: Dict[str, List[Dict[str, str]]] = {}
     total = 0
-    for sample in tqdm(list(conv.index(split)), desc=f"{name}/{split} caption->QA", disable=not progress):
+    for sample in tqdm(drop_duplicates(conv.index(split), conv.policy).samples, desc=f"{name}/{split} caption->QA", disable=not progress):
         pairs, aspects = [], set()
         for caption in sample.target["captions"]:
             for qa in generator.generate(caption, sample.key):

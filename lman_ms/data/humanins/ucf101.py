@@ -73,7 +73,6 @@ class UCF101Converter(VideoConverter):
         by_name = {n.lower(): i for i, n in enumerate(names)}
         sid = int(self.options["split_id"])
         path = self.require(list_dir, f"{split}list{sid:02d}.txt")
-        seen = set()
         for lineno, text in read_lines(path):
             with self.policy.guard(path, lineno) as g:
                 parts = text.split()
@@ -90,9 +89,6 @@ class UCF101Converter(VideoConverter):
                     raise AnnotationError(path, f"class id {parts[1]} disagrees with folder {folder!r} "
                                           f"(id {label + 1} in classInd.txt)", line=lineno)
                 key = os.path.splitext(video)[0]
-                if key in seen:
-                    raise AnnotationError(path, f"video {video} listed twice", line=lineno)
-                seen.add(key)
                 sample = self.video_sample(f"{video_dir}/{video}", key, label, names, path, lineno)
             if g.ok:
                 yield sample

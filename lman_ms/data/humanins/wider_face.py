@@ -217,20 +217,16 @@ class WiderFace(Converter):
         image_dir, gt_name = SPLIT_DIRS[split]
         path = self.require("wider_face_split", gt_name)
         subsets = self.subsets(split)
-        seen = set()
         for name, name_line, rows in counted_blocks(path, self.policy, dummy_for_zero=True):
             faces = []
             with self.policy.guard(path, name_line) as g:
                 for line, text in rows:
                     faces.append(parse_face_line(path, line, text))
                 key = os.path.splitext(os.path.basename(name))[0]
-                if key in seen:
-                    raise AnnotationError(path, f"image {name!r} is listed twice", line=name_line)
                 if subsets is not None:
                     image_subsets = subsets.lookup(key, len(faces))
             if not g.ok:
                 continue
-            seen.add(key)
             boxes, box_index, ignore, ignore_index = [], [], [], []
             for k, face in enumerate(faces):
                 if face["w"] == 0 or face["h"] == 0:

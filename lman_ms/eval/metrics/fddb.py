@@ -11,6 +11,10 @@ rasterised on the pixel grid (pixel centres at ``x + 0.5``) and IoU = common pix
 program's masks. Records with boxes only fall back to box IoU against the tight box of each ellipse, which is a
 little more lenient for detections that cover the whole head; the report says which was used.
 
+The faces scored are exactly those the reference answer states: ``ellipses[i]`` is the face of ``boxes[i]``, and
+a record whose two lists differ in length is refused (:func:`record_ellipses`), since which ellipse belongs to
+which stated box, and whether an unstated ellipse counts as a missed face, could only be guessed.
+
 With LLM answers the "score" is the answer rank (see ``boxes.rank_scores``), so the ROC has as many operating
 points as the longest answer has boxes. TPR@1000FP is the best TPR among operating points with at most 1000 false
 positives (an operating point includes every detection with a score >= its threshold, ties together).
@@ -60,6 +64,20 @@ def ellipse_overlaps(dets: Sequence, ellipses: Sequence) -> np.ndarray:
     return out
 
 
+def record_ellipses(target: dict) -> Optional[list]:
+    """The ellipse of each face the record's answer states (``target["ellipses"]`` aligned with
+    ``target["boxes"]``), or None for a record that keeps boxes only. A ValueError if the two do not align."""
+    ellipses = target.get("ellipses")
+    if ellipses is None:
+        return None
+    boxes = target.get("boxes", [])
+    if len(ellipses) != len(boxes):
+        raise ValueError(f"target has {len(boxes)} boxes but {len(ellipses)} ellipses; the answer states the boxes, "
+                         "so the faces to score are ambiguous (FDDB records written before the converter kept "
+                         "the two aligned: rebuild them)")
+    return ellipses
+
+
 def match_image(img: DetImage, iou_thr: float = 0.5, ellipses: Optional[Sequence] = None) -> np.ndarray:
     """Per detection: True if the one-to-one matching pairs it with a face at overlap > ``iou_thr``; the faces
     are ``ellipses`` if given, else ``img.gt`` boxes."""
@@ -80,6 +98,11 @@ def roc(images: Sequence[DetImage], iou_thr: float = 0.5,
     """(false positives, true positives) at each distinct score threshold, highest first, and the face count.
     ``ellipses[i]`` (or None) are image i's ellipse regions."""
     ell = list(ellipses) if ellipses is not None else [None] * len(images)
+    if len(ell) != len(images):
+        raise ValueError(f"{len(images)} images but {len(ell)} ellipse lists")
+    for i, (img, e) in enumerate(zip(images, ell)):
+        if e is not None and len(e) != len(img.gt):
+            raise ValueError(f"image {i}: {len(img.gt)} faces in the answer but {len(e)} ellipses")
     n_faces = sum(len(e) if e is not None else len(img.gt) for img, e in zip(images, ell))
     scores = np.concatenate([img.scores for img in images]) if images else np.zeros(0)
     hits = (np.concatenate([match_image(img, iou_thr, e) for img, e in zip(images, ell)]) if images

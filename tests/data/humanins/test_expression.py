@@ -131,7 +131,6 @@ def test_expw_boxes_labels_and_image_level_split(expw, tmp_path):
     ("sad_man_12.jpg 1 0 0 45 50 70.0", "expected 8 columns"),
     ("sad_man_12.jpg 1 0 0 45 50 70.0 7", "expression_label '7' is not in 0..6"),
     ("sad_man_12.jpg 1 50 0 45 10 70.0 2", "empty face box"),
-    ("sad_man_12.jpg 0 1 1 40 40 70.0 4", "already annotated differently at line 7"),
 ])
 def test_expw_bad_lines(expw, tmp_path, line, message):
     label_file = expw / "label" / "label.lst"
@@ -141,6 +140,18 @@ def test_expw_bad_lines(expw, tmp_path, line, message):
     assert (e.value.path, e.value.line) == (str(label_file), 8) and message in str(e.value)
     s = build("expw", expw, "train", tmp_path / "out", on_error="skip")
     assert (s.images, s.skipped) == (6, 1)
+
+
+def test_expw_face_annotated_twice_differently(expw, tmp_path):
+    label_file = expw / "label" / "label.lst"
+    write_text(str(label_file), EXPW_LINES + ["sad_man_12.jpg 0 1 1 40 40 70.0 4"])
+    with pytest.raises(AnnotationError) as e:
+        build("expw", expw, "train", tmp_path / "out")
+    assert (e.value.path, e.value.line) == (str(label_file), 8)
+    assert f"first listed at {label_file}:7" in str(e.value) and "(key sad_man_12/0)" in str(e.value)
+    # Skipped, the face is left out altogether: neither box can be trusted over the other.
+    s = build("expw", expw, "train", tmp_path / "out", on_error="skip")
+    assert (s.images, s.skipped) == (5, 1)
 
 
 def test_detect_recognises_each_layout(raf, expw):
