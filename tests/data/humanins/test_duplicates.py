@@ -84,7 +84,7 @@ def test_fddb_image_in_two_folds(tmp_path):
     assert not any(IMG_591 in r["image"] for r in records)
 
 
-# ---- FDDB: a face whose box is empty inside the picture ---------------------------------------------------------------
+# ---- FDDB: a face whose box is empty inside the picture ---------------------------------------------------------
 OUTSIDE = "5.000000 4.000000 0.000000 200.000000 25.000000  1"       # img_1 is 60 x 50: box [195, 21, 205, 29]
 
 
