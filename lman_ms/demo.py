@@ -155,7 +155,9 @@ def stage2_heldout_loss(cfg_path: str, overrides: List[str], ckpt: str, humanins
     from lman_ms.data.pipeline import RecordSet
     from lman_ms.data.tokenizers import load_clip_tokenizer, load_llm_tokenizer
     from lman_ms.models.lman import LMan
-    from lman_ms.train.ablation import limit_per_task, heldout_loss, load_stage2_model
+    from lman_ms.ablation import limit_per_task
+    from lman_ms.models.loader import load_model
+    from lman_ms.train.heldout import heldout_loss
     from lman_ms.train.pretrained import load_pretrained
     cfg = load_config(cfg_path, overrides)
     ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
@@ -167,7 +169,7 @@ def stage2_heldout_loss(cfg_path: str, overrides: List[str], ckpt: str, humanins
     start = LMan(cfg, stage=2)
     load_pretrained(start, cfg)
     before = heldout_loss(start, cfg, records, llm_tok, clip_tok)
-    after = heldout_loss(load_stage2_model(cfg, ckpt), cfg, records, llm_tok, clip_tok)
+    after = heldout_loss(load_model(ckpt, cfg, stage=2)[0], cfg, records, llm_tok, clip_tok)
     return {"start": before, "end": after, "records": len(records.records)}
 
 

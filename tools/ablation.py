@@ -14,6 +14,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from lman_ms.infer.generation_config import GenerationConfig  # noqa: E402
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,7 +30,7 @@ def main(argv=None):
     ap.add_argument("--eval-split", default="test", help="split of the held-out records (default: test)")
     ap.add_argument("--max-eval-records", type=int, default=None, help="held-out records per task")
     ap.add_argument("--no-task-metrics", action="store_true", help="skip generation + task metrics")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=GenerationConfig.max_new_tokens)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides for every run, e.g. data.tokenizer_path=out/tokenizer llm.vocab_size=400")
     args = ap.parse_args(argv)
@@ -36,7 +38,7 @@ def main(argv=None):
     from lman_ms.config import ConfigError
     from lman_ms.data.conversation import TokenizationError
     from lman_ms.data.humanins.errors import AnnotationError
-    from lman_ms.train.ablation import AblationPlan, all_settings, markdown_table, run_ablation, select_settings
+    from lman_ms.ablation import AblationPlan, all_settings, markdown_table, run_ablation, select_settings
     plan = AblationPlan(config=args.config, data=args.data, out=args.out, steps=args.steps, overrides=args.set,
                         eval_data=args.eval_data, eval_split=args.eval_split, max_eval_records=args.max_eval_records,
                         task_metrics=not args.no_task_metrics, max_new_tokens=args.max_new_tokens)

@@ -1,14 +1,16 @@
 """Ask L-Man about images.
 
 One question:
-    python tools/infer.py --config CONFIG --ckpt CKPT --image IMG --instruction TEXT [--visualize OUT.png]
+    python tools/infer.py --ckpt CKPT --image IMG --instruction TEXT [--visualize OUT.png]
 Many (JSONL of {"id", "image", "instruction"[, "task"]} -> {"id", "answer"}):
-    python tools/infer.py --config CONFIG --ckpt CKPT --input REQUESTS.jsonl --output ANSWERS.jsonl [--batch-size B]
+    python tools/infer.py --ckpt CKPT --input REQUESTS.jsonl --output ANSWERS.jsonl [--batch-size B]
         [--on-error skip]     (leave out and count bad lines / unreadable images instead of stopping)
 The test split of a HumanIns build (predictions that tools/evaluate.py scores):
-    python tools/infer.py --config CONFIG --ckpt CKPT --references HUMANINS_DIR --split test --output PREDS.jsonl
+    python tools/infer.py --ckpt CKPT --references HUMANINS_DIR --split test --output PREDS.jsonl
 
-CKPT is a training checkpoint folder (checkpoints/step_N), an output dir (its newest checkpoint) or a .ckpt file.
+CKPT is a model folder (written at the end of training, or by LManPredictor.save_pretrained), a training checkpoint
+folder (checkpoints/step_N), a training output dir (its newest checkpoint) or a .ckpt file; the config is the
+config.yaml beside the weights unless --config is given.
 """
 import argparse
 import json
@@ -17,11 +19,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from lman_ms.infer.generation_config import GenerationConfig  # noqa: E402
+
 
 def _parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
-    ap.add_argument("--ckpt", required=True, help="checkpoint folder, output dir or .ckpt file")
+    ap.add_argument("--ckpt", required=True,
+                    help="model folder, training checkpoint folder, training output dir or .ckpt file")
+    ap.add_argument("--config", help="YAML config of the checkpoint (default: the config.yaml beside its weights)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="one image file (with --instruction)")
@@ -38,13 +43,14 @@ def _parser():
                     help="a bad request / reference (broken line, unreadable image): stop with its file and line "
                          "(raise, default) or leave it out and count it (skip)")
     ap.add_argument("--visualize", metavar="OUT.png", help="draw the parsed answer on --image")
-    g = ap.add_argument_group("generation")
-    g.add_argument("--max-new-tokens", type=int, default=128)
+    g = ap.add_argument_group("generation (defaults: lman_ms.infer.generation_config.GenerationConfig)")
+    d = GenerationConfig()
+    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="default %(default)s")
     g.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--temperature", type=float, default=d.temperature, help="default %(default)s")
+    g.add_argument("--top-k", type=int, default=d.top_k, help="default %(default)s (off)")
+    g.add_argument("--top-p", type=float, default=d.top_p, help="default %(default)s (off)")
+    g.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="default %(default)s")
     g.add_argument("--seed", type=int, default=None, help="sampling seed")
     return ap
 
@@ -109,13 +115,14 @@ def main(argv=None):
         _parser().error("--image needs --instruction")
     if (args.input or args.references) and not args.output:
         _parser().error("--input / --references need --output")
-    from lman_ms.config import ConfigError, load_config
+    from lman_ms.config import ConfigError
     from lman_ms.data.humanins.errors import AnnotationError
+    from lman_ms.models.loader import load_model_config
     gen = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
                top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
     skipped = []
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = load_model_config(args.ckpt, args.config, args.set)
         # the inputs first (fast): a bad request line or image fails before the model is built
         if args.image:
             check_image(args.image)
@@ -138,11 +145,7 @@ def main(argv=None):
         import mindspore as ms
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
         from lman_ms.infer.predictor import LManPredictor, predict_records
-        from lman_ms.train.checkpoint import latest_checkpoint
-        ckpt = args.ckpt if args.ckpt.endswith(".ckpt") else latest_checkpoint(args.ckpt)
-        if ckpt is None or not os.path.exists(ckpt):
-            raise FileNotFoundError(f"--ckpt {args.ckpt}: no checkpoint there")
-        predictor = LManPredictor(cfg, ckpt)
+        predictor = LManPredictor(cfg, args.ckpt)
         if args.image:
             answer = predictor.answer([args.image], [args.instruction], [args.task], **gen)[0]
             print(answer)

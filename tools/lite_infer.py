@@ -16,6 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from lman_ms.infer.generation_config import GenerationConfig  # noqa: E402
+
 
 def _parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,7 +33,9 @@ def _parser():
     ap.add_argument("--instruction", help="the question about --image")
     ap.add_argument("--image-root", default="", help="folder that relative image paths of --input are under")
     ap.add_argument("--output", help="answers JSONL (with --input)")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=None,
+                    help=f"default {GenerationConfig.max_new_tokens} (lman_ms.infer.generation_config), capped by "
+                         "the room the exported cache leaves after the prefill")
     return ap
 
 

@@ -170,27 +170,11 @@ def evaluate_retrieval(model, cfg: LManConfig, records: List[dict], tokenizer, b
 
 
 # ---- model and records from disk ------------------------------------------------------------------------------------
-def _checkpoint_file(path: str) -> str:
-    from lman_ms.train.checkpoint import latest_checkpoint
-    if os.path.isfile(path):
-        return path
-    if os.path.isdir(path):
-        folder = latest_checkpoint(path) or path
-        candidate = os.path.join(folder, "model.ckpt")
-        if os.path.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(f"no checkpoint at {path} (expected a .ckpt file, a checkpoint folder with model.ckpt "
-                            f"or a training output dir)")
-
-
 def load_stage1_model(cfg: LManConfig, ckpt: str):
-    """A stage-1 ``LMan`` with every parameter from ``ckpt``; a parameter missing from it, or of another shape,
-    is an error naming it (a checkpoint of another config or stage)."""
-    from lman_ms.models.lman import LMan
-    from lman_ms.train.pretrained import load_matching
-    model = LMan(cfg, stage=1)
-    load_matching(model, _checkpoint_file(ckpt), require_all=True)
-    return model
+    """A stage-1 ``LMan`` with every parameter from ``ckpt`` (the one loader, ``lman_ms.models.loader``); a
+    parameter missing from it, an extra tensor or one of another shape is an error naming it."""
+    from lman_ms.models.loader import load_model
+    return load_model(ckpt, cfg, stage=1)[0]
 
 
 def load_caption_records(path: str, split: str = "test", image_root: str = "",
@@ -204,11 +188,12 @@ def run_retrieval(cfg: LManConfig, ckpt: str, records_path: str, split: str = "t
                   out: Optional[str] = None, batch_size: int = 32, max_records: Optional[int] = None,
                   ks: Sequence[int] = DEFAULT_KS, progress: bool = True) -> dict:
     """Load, evaluate and write the JSON (``out``; default ``retrieval_<split>.json`` beside the checkpoint)."""
+    from lman_ms.models.loader import resolve_checkpoint
     records = load_caption_records(records_path, split, cfg.data.image_root, max_records)
     tokenizer = load_clip_tokenizer(cfg.data.clip_tokenizer_path or cfg.data.tokenizer_path)
     model = load_stage1_model(cfg, ckpt)
     result = evaluate_retrieval(model, cfg, records, tokenizer, batch_size, ks, progress)
-    result.update({"checkpoint": _checkpoint_file(ckpt), "records": records_path, "split": split})
+    result.update({"checkpoint": resolve_checkpoint(ckpt), "records": records_path, "split": split})
     out = out or os.path.join(os.path.dirname(result["checkpoint"]), f"retrieval_{split}.json")
     atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     result["output"] = out

@@ -28,6 +28,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from lman_ms.models.loader import copy_tokenizers, load_model, resolve_checkpoint
+
 MANIFEST = "export.json"
 FORMAT_VERSION = 1
 GRAPHS = ("visual_prefix", "prefill", "decode")
@@ -38,22 +40,6 @@ DEFAULT_PROMPT_BUDGET = 64
 
 class ExportError(ValueError):
     """A bad export request or a bad export folder; the message names the file or option."""
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A ``.ckpt`` file, a checkpoint folder (``model.ckpt`` inside) or a training output dir (its newest
-    checkpoint) -> the ``.ckpt`` file. Missing: ``FileNotFoundError`` naming ``path``."""
-    from lman_ms.train.checkpoint import latest_checkpoint
-    if os.path.isfile(path):
-        return path
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "model.ckpt")):
-            return os.path.join(path, "model.ckpt")
-        found = latest_checkpoint(path)
-        if found:
-            return os.path.join(found, "model.ckpt")
-    raise FileNotFoundError(f"--ckpt {path}: no checkpoint there (expected a .ckpt file, a checkpoint folder with "
-                            "model.ckpt, or a training output dir with checkpoints/step_*)")
 
 
 def _spec(name: str, shape, dtype) -> Dict:
@@ -90,31 +76,6 @@ def _file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _copy_tokenizers(cfg, staging: str) -> Dict[str, str]:
-    """Copy the LLM and CLIP tokenizers into the export; returns their paths relative to the export folder."""
-    d = cfg.data
-    llm = os.path.join(d.tokenizer_path, "tokenizer.model") if os.path.isdir(d.tokenizer_path) else d.tokenizer_path
-    if not os.path.isfile(llm):
-        raise FileNotFoundError(f"data.tokenizer_path: no tokenizer.model at {d.tokenizer_path}")
-    os.makedirs(os.path.join(staging, "tokenizer"))
-    shutil.copyfile(llm, os.path.join(staging, "tokenizer", "tokenizer.model"))
-    clip = d.clip_tokenizer_path or d.tokenizer_path
-    os.makedirs(os.path.join(staging, "clip_tokenizer"))
-    if os.path.isdir(clip) and os.path.isfile(os.path.join(clip, "vocab.json")):
-        names = ["vocab.json", "merges.txt"]
-        src = clip
-    else:
-        src, names = (clip, ["tokenizer.model"]) if os.path.isdir(clip) else (os.path.dirname(clip) or ".",
-                                                                                [os.path.basename(clip)])
-    for n in names:
-        if not os.path.isfile(os.path.join(src, n)):
-            raise FileNotFoundError(f"data.clip_tokenizer_path: {os.path.join(src, n)} not found")
-        # the loader looks for tokenizer.model / vocab.json + merges.txt by name
-        target = "tokenizer.model" if n.endswith(".model") else n
-        shutil.copyfile(os.path.join(src, n), os.path.join(staging, "clip_tokenizer", target))
-    return {"tokenizer": "tokenizer", "clip_tokenizer": "clip_tokenizer"}
 
 
 class ExportedCells:
@@ -195,10 +156,8 @@ def export_model(cfg, checkpoint: Optional[str], output_dir: str, batch_size: in
         if not checkpoint:
             raise ExportError("a checkpoint is needed (--ckpt)")
         ckpt = resolve_checkpoint(checkpoint)
-        from lman_ms.models.lman import LMan
-        from lman_ms.train.pretrained import load_matching
-        model = LMan(cfg, stage=2)
-        load_matching(model, ckpt, require_all=True)
+        # the one loader: a LoRA-trained checkpoint gets its adapters applied and merged before the graphs are built
+        model, _ = load_model(ckpt, cfg, stage=2)
     model.set_train(False)
     tok = load_llm_tokenizer(cfg.data.tokenizer_path)
     template = template_from_config(cfg)
@@ -212,7 +171,7 @@ def export_model(cfg, checkpoint: Optional[str], output_dir: str, batch_size: in
     os.makedirs(output_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export.", dir=output_dir)
     try:
-        files = _copy_tokenizers(cfg, staging)
+        files = copy_tokenizers(cfg, staging)
         graphs = {}
         for name in GRAPHS:
             log(f"exporting {name} ...")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -29,38 +29,12 @@ from mindspore import Tensor
 
 from lman_ms.infer.decode_kernels import load_decode_kernels
 from lman_ms.infer.fused_decode import FusedDecodeCell
+from lman_ms.infer.generation_config import GenerationConfig  # noqa: F401  (part of this module's API)
 from lman_ms.infer.inplace_cache import CacheBuffers, InplaceDecodeCell, InplacePrefillCell
 from lman_ms.infer.kv_cache import DecodeCell, PrefillCell, RecomputeCell
 from lman_ms.models.llm import VicunaDecoder
 
 BACKENDS = ("cache", "recompute", "mindformers")
-
-
-@dataclass
-class GenerationConfig:
-    max_new_tokens: int = 128         # the one default of every tool (infer, lite_infer, serve, chat)
-    do_sample: bool = False            # False: greedy
-    temperature: float = 1.0
-    top_k: int = 0                     # 0: off
-    top_p: float = 1.0                 # 1.0: off
-    repetition_penalty: float = 1.0    # CTRL-style, as HF: positive logits divided, negative multiplied
-    eos_token_id: Optional[Union[int, List[int]]] = None  # None: the decoder config's eos_token_id
-    pad_token_id: Optional[int] = None  # None: the decoder config's pad_token_id
-    seed: Optional[int] = None         # sampling seed; None draws fresh entropy
-    output_scores: bool = False        # keep each step's raw next-token logits (batch, vocab)
-
-    def validate(self) -> "GenerationConfig":
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        return self
 
 
 @dataclass
@@ -244,12 +218,15 @@ class Generator:
                  prefix_embeds: Optional[np.ndarray] = None,
                  inputs_embeds: Optional[Sequence[np.ndarray]] = None,
                  generation_config: Optional[GenerationConfig] = None,
-                 backend: str = "cache", **overrides) -> GenerationOutput:
+                 backend: str = "cache", on_token=None, **overrides) -> GenerationOutput:
         """Generate for a batch of prompts of any lengths (left-padded together).
 
         ``input_ids``: token id lists; ``prefix_embeds`` (batch, Q, hidden): embeddings placed before each prompt
         (L-Man's projected visual tokens); or ``inputs_embeds``: one (length, hidden) array per prompt, already
         assembled. ``overrides`` set ``GenerationConfig`` fields (``max_new_tokens=8, do_sample=True`` ...).
+        ``on_token(step, tokens, finished)`` (cache and recompute backends; for streaming servers): called after
+        each step with the batch's new ids (padding in rows already done) and a copy of the EOS mask; it may return
+        a bool mask (batch,) of rows to end now, without EOS (a stop string matched, a client left).
         """
         cfg = dataclasses.replace(generation_config or GenerationConfig(), **overrides).validate()
         eos = cfg.eos_token_id if cfg.eos_token_id is not None else self.config.eos_token_id
@@ -280,18 +257,24 @@ class Generator:
 
         sequences = [[] for _ in range(bsz)]
         finished = np.zeros(bsz, bool)
+        halted = np.zeros(bsz, bool)  # rows the on_token callback ended
         scores = []
         logits = next(step_fn)
         for step in range(cfg.max_new_tokens):
             if cfg.output_scores:
                 scores.append(logits)
             tokens = select_tokens(logits, seen, cfg, rng)
-            tokens = np.where(finished, pad, tokens)  # finished rows keep feeding padding, never emitted
-            for b in np.flatnonzero(~finished):
+            done = finished | halted
+            tokens = np.where(done, pad, tokens)  # finished rows keep feeding padding, never emitted
+            for b in np.flatnonzero(~done):
                 sequences[b].append(int(tokens[b]))
                 seen[b, tokens[b]] = True
-            finished |= np.isin(tokens, eos_ids)
-            if finished.all() or step == cfg.max_new_tokens - 1:
+            finished |= np.isin(tokens, eos_ids) & ~done
+            if on_token is not None:
+                halt = on_token(step, tokens, finished.copy())
+                if halt is not None:
+                    halted |= np.asarray(halt, bool) & ~finished
+            if (finished | halted).all() or step == cfg.max_new_tokens - 1:
                 break
             logits = step_fn.send(tokens.astype(np.int32))
         step_fn.close()

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from lman_ms.infer.export import GRAPHS, ExportError, load_manifest
+from lman_ms.infer.generation_config import GenerationConfig
 
 BACKENDS = ("graphcell", "lite")
 LITE_MISSING = ("mindspore_lite is not installed (pip install mindspore-lite; there is no wheel for every Python "
@@ -173,10 +174,14 @@ class LiteRunner:
             out.append(self.backend.numpy(res[0])[:b - a])
         return np.concatenate(out)
 
-    def generate(self, input_ids: Sequence[Sequence[int]], prefix_embeds: np.ndarray, max_new_tokens: int = 64,
-                 eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
-                 output_scores: bool = False) -> RunnerOutput:
-        """Greedy continuation of ``[prefix_embeds[i] ; input_ids[i]]`` for each i (any number of requests)."""
+    def generate(self, input_ids: Sequence[Sequence[int]], prefix_embeds: np.ndarray,
+                 max_new_tokens: Optional[int] = None, eos_token_id: Optional[int] = None,
+                 pad_token_id: Optional[int] = None, output_scores: bool = False) -> RunnerOutput:
+        """Greedy continuation of ``[prefix_embeds[i] ; input_ids[i]]`` for each i (any number of requests).
+        ``max_new_tokens`` None: ``GenerationConfig``'s default, capped by the room the exported cache leaves after
+        the prefill (as the predictor caps it); a larger explicit value is an error."""
+        if max_new_tokens is None:
+            max_new_tokens = min(GenerationConfig.max_new_tokens, self.cache_len - self.prefill_len + 1)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         prefix_embeds = np.asarray(prefix_embeds, np.float32)
@@ -255,7 +260,7 @@ class LiteRunner:
         ins = [fixed_length(self.clip_tokenizer, t, self.manifest["num_instruction_tokens"]) for t in instructions]
         return pixels, np.stack([i for i, _ in ins]), np.stack([m for _, m in ins])
 
-    def answer_ids(self, images: Sequence, instructions: Sequence[str], max_new_tokens: int = 64,
+    def answer_ids(self, images: Sequence, instructions: Sequence[str], max_new_tokens: Optional[int] = None,
                    boxes: Optional[Sequence] = None) -> RunnerOutput:
         if len(images) != len(instructions):
             raise ValueError(f"{len(images)} images but {len(instructions)} instructions")
@@ -263,7 +268,7 @@ class LiteRunner:
         return self.generate([self.prompt_ids(t) for t in instructions], prefix, max_new_tokens,
                              eos_token_id=self.tokenizer.eos_id, pad_token_id=self.tokenizer.pad_id)
 
-    def answer(self, images: Sequence, instructions: Sequence[str], max_new_tokens: int = 64,
+    def answer(self, images: Sequence, instructions: Sequence[str], max_new_tokens: Optional[int] = None,
                boxes: Optional[Sequence] = None) -> List[str]:
         out = self.answer_ids(images, instructions, max_new_tokens, boxes)
         return [self.tokenizer.decode(seq).strip() for seq in out.sequences]

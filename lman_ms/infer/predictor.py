@@ -37,24 +37,43 @@ class VisualPrefixCell(nn.Cell):
         return ms.ops.concat((pre, visual), axis=1).astype(ms.float32)
 
 
+class Answer(str):
+    """An answer: its text (it is a ``str``) plus ``task`` and ``structure``, the boxes / keypoints / labels read
+    from it (``lman_ms.infer.structured``; the task is recognised from the wording when not given)."""
+
+    def __new__(cls, text: str, task: Optional[str] = None):
+        obj = super().__new__(cls, text)
+        obj.task = task
+        return obj
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+    @property
+    def structure(self) -> Dict:
+        from lman_ms.infer.structured import structure
+        return structure(self.text, self.task)
+
+
 class LManPredictor:
+    """Answers about images from a stage-2 model.
+
+        predictor = LManPredictor.from_pretrained("output/run/model")      # or a checkpoint folder / output dir
+        predictor.answer(["person.jpg"], ["Find every face in the image."])
+
+    ``LManPredictor(cfg, checkpoint)`` loads through the same loader (``lman_ms.models.loader``) as export, the
+    server and the evaluation tools; ``model=`` wraps a model already in memory (LoRA already merged)."""
+
     def __init__(self, cfg: LManConfig, checkpoint: Optional[str] = None, model=None,
                  template: Optional[VicunaTemplate] = None):
         from lman_ms.infer.generate import Generator
-        from lman_ms.models.lman import LMan
-        from lman_ms.train.pretrained import load_matching
         self.cfg = cfg
         if model is None:
-            model = LMan(cfg, stage=2)
-            if cfg.train.lora.rank > 0:
-                # a LoRA-trained checkpoint holds lora_a/lora_b: load into the wrapped model, then fold the
-                # update into W so that generation runs the plain mindformers projections
-                from lman_ms.train.lora import apply_lora, merge_lora
-                apply_lora(model, cfg.train.lora)
-            if checkpoint:
-                load_matching(model, checkpoint, require_all=True)
-            if cfg.train.lora.rank > 0:
-                merge_lora(model)
+            if not checkpoint:
+                raise ValueError("LManPredictor needs a checkpoint or a model")
+            from lman_ms.models.loader import load_model
+            model, _ = load_model(checkpoint, cfg, stage=2)
         model.set_train(False)
         self.model = model
         d = cfg.data
@@ -65,14 +84,33 @@ class LManPredictor:
         self.prefix_cell = VisualPrefixCell(model)
         self.generator = Generator(model.llm)
 
+    @classmethod
+    def from_pretrained(cls, path: str, config: Optional[str] = None, overrides: Sequence[str] = ()) \
+            -> "LManPredictor":
+        """A model folder (``save_pretrained``), a training checkpoint folder, a training output dir (its newest
+        checkpoint) or a ``.ckpt`` file; the config is the ``config.yaml`` beside the weights unless ``config``."""
+        from lman_ms.models.loader import load_model_config
+        cfg = load_model_config(path, config, overrides)
+        return cls(cfg, path)
+
+    def save_pretrained(self, folder: str) -> str:
+        """Write a self-contained model folder: merged weights, config (paths relative to it), both tokenizers."""
+        from lman_ms.models.loader import save_pretrained
+        return save_pretrained(self.model, self.cfg, folder)
+
     def image_size(self, task: Optional[str] = None) -> int:
         s = self.cfg.data.tasks.get(task) if task else None
         return s.image_size if s is not None else self.cfg.vision.image_size
 
-    def answer(self, images: Sequence, instructions: Sequence[str], tasks: Optional[Sequence[Optional[str]]] = None,
-               boxes: Optional[Sequence] = None, **generation) -> List[str]:
-        """Answers for a batch; ``images`` are paths or (3, S, S) arrays already preprocessed; all images of one
-        call must share one input size (the trainer's per-task sizes: group requests by task)."""
+    def answer(self, images, instructions, tasks=None, boxes=None, **generation):
+        """``answer("img.jpg", "Find every face.")`` -> one :class:`Answer`; lists of images and instructions ->
+        a list, answered as one left-padded batch. Images are paths or (3, S, S) arrays already preprocessed; all
+        images of one call must share one input size (the trainer's per-task sizes: group requests by task).
+        ``generation``: :class:`~lman_ms.infer.generate.GenerationConfig` fields (its defaults otherwise)."""
+        if isinstance(instructions, str):
+            single = [None if tasks is None else tasks]
+            return self.answer([images], [instructions], single, None if boxes is None else [boxes],
+                               **generation)[0]
         tasks = list(tasks or [None] * len(images))
         boxes = list(boxes or [None] * len(images))
         pixels = np.stack([im if isinstance(im, np.ndarray) else load_image(im, self.image_size(t), b)
@@ -81,6 +119,8 @@ class LManPredictor:
         prefix = self.prefix_cell(Tensor(pixels), Tensor(np.stack([i for i, _ in ins])),
                                   Tensor(np.stack([m for _, m in ins])), Tensor(self.prefix)).asnumpy()
         prompts = [self.tok.encode(self.template.prompt(text), bos=False, eos=False) for text in instructions]
+        from lman_ms.infer.generation_config import GenerationConfig
+        generation.setdefault("max_new_tokens", GenerationConfig.max_new_tokens)
         generation.setdefault("eos_token_id", self.tok.eos_id)
         generation.setdefault("pad_token_id", self.tok.pad_id)
         # never ask for more tokens than the cache has room for after this batch's (bucketed) prompt: a long
@@ -90,10 +130,10 @@ class LManPredictor:
         if room < 1:
             raise ValueError(f"the prompt ({length} tokens with the visual prefix) fills the whole context "
                              f"({self.generator.max_cache_len} = llm.max_position_embeddings)")
-        if generation.get("max_new_tokens", 0) > room:
+        if generation["max_new_tokens"] > room:
             generation["max_new_tokens"] = room
         out = self.generator.generate(input_ids=prompts, prefix_embeds=prefix, **generation)
-        return [self.tok.decode(seq).strip() for seq in out.sequences]
+        return [Answer(self.tok.decode(seq).strip(), task) for seq, task in zip(out.sequences, tasks)]
 
 
 def predict_records(predictor: LManPredictor, records: List[Dict], batch_size: int = 8, progress: bool = True,

@@ -13,37 +13,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-import re
 import shutil
-from typing import Optional
 
 import mindspore as ms
 
-_STEP = re.compile(r"^step_(\d{8})$")
-
-
-def checkpoint_dir(output_dir: str) -> str:
-    return os.path.join(output_dir, "checkpoints")
-
-
-def list_checkpoints(root: str) -> list:
-    """Complete checkpoints under ``root`` (an output dir or its checkpoints dir), oldest first."""
-    if os.path.isdir(checkpoint_dir(root)):
-        root = checkpoint_dir(root)
-    found = []
-    for d in glob.glob(os.path.join(root, "step_*")):
-        m = _STEP.match(os.path.basename(d))
-        if m and os.path.isfile(os.path.join(d, "state.json")) and os.path.isfile(os.path.join(d, "model.ckpt")):
-            found.append((int(m.group(1)), d))
-    return [d for _, d in sorted(found)]
-
-
-def latest_checkpoint(root: str) -> Optional[str]:
-    """The newest complete checkpoint folder, ``root`` itself if it is one, or None."""
-    if os.path.isfile(os.path.join(root, "state.json")):
-        return root
-    ckpts = list_checkpoints(root)
-    return ckpts[-1] if ckpts else None
+# where checkpoints are found is the loader's business (below training: inference reads them too)
+from lman_ms.models.loader import checkpoint_dir, latest_checkpoint, list_checkpoints  # noqa: F401
 
 
 def save_checkpoint(cell, output_dir: str, step: int, state: dict, config_yaml: str, keep_last: int = 3) -> str:

@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
-import mindspore as ms
 import numpy as np
 
 from lman_ms.config import LManConfig
+from lman_ms.models.loader import load_matching
 
 logger = logging.getLogger("lman_ms.train")
 
@@ -50,35 +49,3 @@ def load_pretrained(model, cfg: LManConfig) -> None:
         logger.info("LLM weights from %s", t.llm_init)
     if t.init_checkpoint:
         load_matching(model, t.init_checkpoint)
-
-
-def load_matching(model, path: str, require_all: bool = False) -> int:
-    """Load every parameter of ``path`` whose name and shape match ``model``'s; returns how many. With
-    ``require_all`` (inference) every parameter of the model must be in the checkpoint."""
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model.ckpt")):
-        from lman_ms.train.checkpoint import latest_checkpoint
-        path = latest_checkpoint(path) or path      # an output dir: its newest complete checkpoint
-    ckpt = os.path.join(path, "model.ckpt") if os.path.isdir(path) else path
-    if not os.path.isfile(ckpt):
-        raise FileNotFoundError(f"train.init_checkpoint: no checkpoint at {path}")
-    params = ms.load_checkpoint(ckpt)
-    own = {p.name: p for p in model.get_parameters()}
-    loaded, skipped = 0, []
-    for name, value in params.items():
-        p = own.get(name)
-        if p is None:
-            skipped.append(name)
-            continue
-        if tuple(p.shape) != tuple(value.shape):
-            raise ValueError(f"{ckpt}: {name} has shape {tuple(value.shape)}, the model {tuple(p.shape)}")
-        p.set_data(value.astype(p.dtype))
-        loaded += 1
-    if loaded == 0:
-        raise ValueError(f"{ckpt}: no parameter matches this model (a checkpoint of another model?)")
-    missing = sorted(set(own) - set(params))
-    if require_all and missing:
-        raise ValueError(f"{ckpt}: {len(missing)} model parameter(s) are not in the checkpoint (a checkpoint of "
-                         f"another stage or config?): {missing[:8]}")
-    logger.info("init_checkpoint %s: %d parameters loaded, %d not in this model (e.g. optimizer state, "
-                "stage-1 heads)", ckpt, loaded, len(skipped))
-    return loaded

@@ -16,11 +16,12 @@ import numpy as np
 from lman_ms.config import LManConfig
 from lman_ms.data.conversation import template_from_config
 from lman_ms.data.pipeline import STAGE1_COLUMNS, STAGE2_COLUMNS, RecordSet, Stage1Source, Stage2Source, make_dataset
+from lman_ms.data.tasks import HUMANINS_TASKS as _HUMANINS_TASKS
 from lman_ms.data.tokenizers import load_clip_tokenizer, load_llm_tokenizer
 from lman_ms.models.lman import LMan, Stage1LossCell, Stage2LossCell
+from lman_ms.models.lora import apply_lora_from_config
 from lman_ms.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from lman_ms.train.freeze import apply_freezing, format_counts
-from lman_ms.train.lora import apply_lora_from_config
 from lman_ms.train.logger import TrainLogger, setup_logging
 from lman_ms.train.optim import build_optimizer
 from lman_ms.train.parallel import init_parallel
@@ -162,10 +163,6 @@ class Trainer:
         if self.stage == 1:
             return int(batch[4].asnumpy().sum()) + q
         return int(batch[5].asnumpy().sum()) + q + int(batch[3].shape[1]) * int(batch[0].shape[0])
-
-
-_HUMANINS_TASKS = ("action_recognition", "pedestrian_detection", "pedestrian_attribute", "expression_recognition",
-                   "face_detection", "pose_estimation")
 
 
 def train(cfg: LManConfig, resume: Optional[str] = None) -> dict:

@@ -155,10 +155,10 @@ def test_bad_checkpoints_are_named(coco, tmp_path):
     root, out, tok = coco
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
     cfg = _cfg(tok)
-    with pytest.raises(FileNotFoundError, match="no checkpoint at .*nowhere"):
+    with pytest.raises(FileNotFoundError, match="nowhere: no checkpoint there"):
         load_stage1_model(cfg, str(tmp_path / "nowhere"))
     stage2 = _cfg(tok, "train.stage=2")
     ms.save_checkpoint(LMan(stage2, stage=2), str(tmp_path / "s2.ckpt"))
-    with pytest.raises(ValueError, match=r"s2\.ckpt: \d+ model parameter\(s\) are not in the checkpoint \(a "
-                                         r"checkpoint of another stage or config\?\): .*'text_model\."):
+    with pytest.raises(ValueError, match=r"s2\.ckpt: \d+ tensor\(s\) are not parameters of this model \(a "
+                                         r"checkpoint of another stage or config\?\): \['language_projection\."):
         load_stage1_model(cfg, str(tmp_path / "s2.ckpt"))

@@ -236,7 +236,7 @@ def test_bad_inputs_are_named(exported, tmp_path, capsys):
     missing = tmp_path / "nowhere.ckpt"
     assert export.main(["--config", "configs/tiny_cpu.yaml", "--ckpt", str(missing), "--output_dir",
                         str(tmp_path / "out"), "--set", *over]) == 2
-    assert f"--ckpt {missing}: no checkpoint there" in capsys.readouterr().err
+    assert f"{missing}: no checkpoint there" in capsys.readouterr().err
     assert export.main(["--config", "configs/tiny_cpu.yaml", "--ckpt", exported["ckpt"], "--output_dir",
                         str(tmp_path / "out"), "--set", *over, "llm.bogus=1"]) == 2
     assert "unknown config key(s): llm.bogus" in capsys.readouterr().err

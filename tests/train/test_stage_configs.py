@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from lman_ms.config import ConfigError, LManConfig, load_config
-from lman_ms.train.lora import lora_parameter_count
+from lman_ms.models.lora import lora_parameter_count
 from lman_ms.train.parallel import validate_parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

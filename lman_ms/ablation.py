@@ -25,17 +25,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import mindspore as ms
-import numpy as np
-from mindspore import Tensor
 
-from lman_ms.config import LManConfig, load_config
-from lman_ms.data.conversation import prefix_ids, template_from_config
-from lman_ms.data.pipeline import RecordSet, Stage2Source
-from lman_ms.data.tokenizers import load_clip_tokenizer, load_llm_tokenizer
-from lman_ms.models.losses import IGNORE_INDEX
+from lman_ms.config import load_config
+from lman_ms.data.pipeline import RecordSet
+from lman_ms.data.tokenizers import load_clip_tokenizer
+from lman_ms.infer.generation_config import GenerationConfig
+from lman_ms.train.heldout import heldout_loss
 from lman_ms.utils.io import atomic_write_text
 
-logger = logging.getLogger("lman_ms.train")
+logger = logging.getLogger("lman_ms.ablation")
 
 HUMANINS_TASKS = ("action_recognition", "pedestrian_detection", "pedestrian_attribute", "expression_recognition",
                   "face_detection", "pose_estimation")
@@ -91,77 +89,6 @@ def select_settings(settings: List[Setting], patterns: Optional[Sequence[str]]) 
     return [s for s in settings if any(fnmatch.fnmatch(s.name, p) for p in patterns)]
 
 
-# ---- evaluation of a stage-2 model -----------------------------------------------------------------------------------
-class _InOrder(Stage2Source):
-    """Stage-2 batches over every record of a split, task by task in file order (``batch_size`` per batch),
-    with exactly the tokenisation and image handling of training."""
-
-    def __init__(self, cfg, records: RecordSet, llm_tok, clip_tok, batch_size: int):
-        super().__init__(cfg, records, llm_tok, clip_tok, num_steps=1, template=template_from_config(cfg))
-        self.batches = [(task, ids[i:i + batch_size]) for task, ids in records.by_task.items()
-                        for i in range(0, len(ids), batch_size)]
-
-    def __len__(self):
-        return len(self.batches)
-
-    def rank_records(self, step: int):
-        task, ids = self.batches[step]
-        return task, [self.records.records[i] for i in ids]
-
-
-def heldout_loss(model, cfg: LManConfig, records: RecordSet, llm_tok, clip_tok, batch_size: int = 8) -> float:
-    """Eq. (8) on held-out records: the mean negative log-likelihood per answer token (each batch's mean loss
-    weighted by its answer-token count)."""
-    from lman_ms.models.lman import Stage2LossCell
-    source = _InOrder(cfg, records, llm_tok, clip_tok, batch_size)
-    cell = Stage2LossCell(model)
-    cell.set_train(False)
-    total, tokens = 0.0, 0
-    for step in range(len(source)):
-        batch = source[step]
-        n = int((batch[-1] != IGNORE_INDEX).sum())
-        total += float(cell(*[Tensor(x) for x in batch]).asnumpy()) * n
-        tokens += n
-    return total / max(tokens, 1)
-
-
-def predict_answers(model, cfg: LManConfig, records: RecordSet, llm_tok, clip_tok, batch_size: int = 8,
-                    max_new_tokens: int = 64) -> Dict[str, str]:
-    """Greedy answers {record id: text}: [template prefix ; visual tokens ; instruction prompt] -> Generator."""
-    from lman_ms.infer.generate import Generator
-    source = _InOrder(cfg, records, llm_tok, clip_tok, batch_size)
-    template = template_from_config(cfg)
-    prefix = model.llm.embed_tokens(Tensor(prefix_ids(llm_tok, template)[None])).asnumpy()[0]
-    budget = cfg.llm.max_position_embeddings
-    generator = Generator(model.llm, max_cache_len=budget)
-    answers: Dict[str, str] = {}
-    for step in range(len(source)):
-        _, recs = source.rank_records(step)
-        pixels, ins_ids, ins_mask = source[step][:3]
-        visual = model.language_projection(model.visual_tokens(Tensor(pixels), Tensor(ins_ids), Tensor(ins_mask)))
-        visual = visual.asnumpy().astype(np.float32)
-        prompts = [llm_tok.encode(template.prompt(r["instruction"]), bos=False, eos=False) for r in recs]
-        embeds = np.concatenate([np.broadcast_to(prefix, (len(recs),) + prefix.shape), visual], 1)
-        room = generator.room(embeds.shape[1] + max(len(p) for p in prompts))
-        if room < 1:
-            raise ValueError(f"llm.max_position_embeddings={budget} leaves no room to generate after the prompt")
-        out = generator.generate(input_ids=prompts, prefix_embeds=embeds, max_new_tokens=min(max_new_tokens, room))
-        for r, seq in zip(recs, out.sequences):
-            answers[r["id"]] = llm_tok.decode(seq).strip()
-    return answers
-
-
-def load_stage2_model(cfg: LManConfig, ckpt_dir: str):
-    """A stage-2 ``LMan`` with every parameter from a training checkpoint folder."""
-    from lman_ms.eval.retrieval import _checkpoint_file
-    from lman_ms.models.lman import LMan
-    from lman_ms.train.pretrained import load_matching
-    model = LMan(cfg, stage=2)
-    load_matching(model, _checkpoint_file(ckpt_dir), require_all=True)
-    model.set_train(False)
-    return model
-
-
 # ---- one setting ---------------------------------------------------------------------------------------------------
 @dataclass
 class AblationPlan:
@@ -174,7 +101,7 @@ class AblationPlan:
     eval_split: str = "test"
     max_eval_records: Optional[int] = None       # per task
     task_metrics: bool = True
-    max_new_tokens: int = 64
+    max_new_tokens: int = GenerationConfig.max_new_tokens
     eval_batch_size: int = 8
     eval_mode: str = "PYNATIVE_MODE"             # evaluation has many shapes and few batches: no graph per shape
 
@@ -191,7 +118,7 @@ def limit_per_task(records: RecordSet, n: Optional[int]) -> RecordSet:
 
 
 def _run_stage(plan: AblationPlan, setting: Setting, stage: int, extra: List[str]) -> dict:
-    from lman_ms.train.checkpoint import latest_checkpoint
+    from lman_ms.models.loader import latest_checkpoint
     from lman_ms.train.trainer import Trainer
     out_dir = os.path.join(plan.out, setting.name, f"stage{stage}")
     over = [*plan.overrides, *setting.overrides(), f"train.stage={stage}", f"train.max_steps={plan.steps}",
@@ -207,6 +134,7 @@ def _run_stage(plan: AblationPlan, setting: Setting, stage: int, extra: List[str
 def run_setting(plan: AblationPlan, setting: Setting) -> dict:
     """Stage 1 (when the setting has an objective) -> stage 2 -> held-out evaluation; returns one table row."""
     from lman_ms.eval.retrieval import evaluate_retrieval, load_stage1_model
+    from lman_ms.infer.predictor import LManPredictor, predict_records
     row: Dict[str, object] = {"setting": setting.name, "group": setting.group, "no": setting.number,
                               "lic": setting.lic, "vmlm": setting.vmlm, "mg": setting.multi_grained,
                               "ins": setting.instruction_aware, "steps": plan.steps,
@@ -233,14 +161,15 @@ def run_setting(plan: AblationPlan, setting: Setting) -> dict:
     ms.set_context(mode=getattr(ms, plan.eval_mode))
     held = limit_per_task(RecordSet.load(eval_path, plan.eval_split, cfg2.data.image_root, tasks=HUMANINS_TASKS),
                   plan.max_eval_records)
-    llm_tok = load_llm_tokenizer(cfg2.data.tokenizer_path)
-    clip_tok = load_clip_tokenizer(cfg2.data.clip_tokenizer_path or cfg2.data.tokenizer_path)
-    model = load_stage2_model(cfg2, s2["ckpt"])
-    row["heldout_loss"] = heldout_loss(model, cfg2, held, llm_tok, clip_tok, plan.eval_batch_size)
+    # the model every consumer gets (lman_ms.models.loader, through the predictor): held-out loss and answers
+    predictor = LManPredictor(cfg2, s2["ckpt"])
+    row["heldout_loss"] = heldout_loss(predictor.model, cfg2, held, predictor.tok, predictor.clip_tok,
+                                       plan.eval_batch_size)
     if plan.task_metrics:
         from lman_ms.eval.evaluate import evaluate
-        answers = predict_answers(model, cfg2, held, llm_tok, clip_tok, plan.eval_batch_size, plan.max_new_tokens)
-        ev = evaluate(held.records, answers, progress=False)
+        preds = predict_records(predictor, held.records, plan.eval_batch_size, progress=False,
+                                max_new_tokens=plan.max_new_tokens)
+        ev = evaluate(held.records, {p["id"]: p["answer"] for p in preds}, progress=False)
         # per dataset: its standard metrics and how many answers could not be parsed (fractions / counts)
         row["metrics"] = {f"{name}/{k}": v for name, m in ev.to_json().items() for k, v in m.items()}
     row["seconds"] = round(time.perf_counter() - t0, 1)

@@ -30,7 +30,7 @@ from mindspore.common.initializer import Normal, initializer
 
 from lman_ms.config import LManConfig, LoraConfig
 
-logger = logging.getLogger("lman_ms.train")
+logger = logging.getLogger("lman_ms.models")
 
 
 def _linear_types() -> tuple:

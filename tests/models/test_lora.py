@@ -10,7 +10,7 @@ from mindspore import Tensor, nn
 from lman_ms.config import ConfigError, load_config
 from lman_ms.models.lman import LMan, Stage2LossCell
 from lman_ms.train.freeze import apply_freezing
-from lman_ms.train.lora import LoRALinear, apply_lora, lora_cells, lora_parameter_count, merge_lora
+from lman_ms.models.lora import LoRALinear, apply_lora, lora_cells, lora_parameter_count, merge_lora
 from lman_ms.train.optim import build_optimizer
 from lman_ms.train.step import TrainStep
 
