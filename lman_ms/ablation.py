@@ -28,6 +28,7 @@ import mindspore as ms
 
 from lman_ms.config import load_config
 from lman_ms.data.pipeline import RecordSet
+from lman_ms.data.tasks import HUMANINS_TASKS
 from lman_ms.data.tokenizers import load_clip_tokenizer
 from lman_ms.infer.generation_config import GenerationConfig
 from lman_ms.train.heldout import heldout_loss
@@ -35,8 +36,6 @@ from lman_ms.utils.io import atomic_write_text
 
 logger = logging.getLogger("lman_ms.ablation")
 
-HUMANINS_TASKS = ("action_recognition", "pedestrian_detection", "pedestrian_attribute", "expression_recognition",
-                  "face_detection", "pose_estimation")
 QUERY_TOKEN_SWEEP = (2, 4, 8, 16)
 
 
