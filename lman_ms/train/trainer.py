@@ -25,6 +25,7 @@ from lman_ms.train.freeze import apply_freezing, format_counts
 from lman_ms.train.logger import TrainLogger, setup_logging
 from lman_ms.train.optim import build_optimizer
 from lman_ms.train.parallel import init_parallel
+from lman_ms.train.recompute import apply_recompute
 from lman_ms.train.pretrained import load_pretrained
 from lman_ms.train.step import TrainStep
 
@@ -53,6 +54,7 @@ class Trainer:
         load_pretrained(self.model, cfg)
         apply_lora_from_config(self.model, cfg)   # after the pretrained load (no LoRA keys there), before freezing
         counts = apply_freezing(self.model, t, cfg.llm.num_hidden_layers)
+        apply_recompute(self.model, cfg)           # after LoRA (its new cells must be inside the recomputed blocks)
         logger.info("stage %d parameters:\n%s", self.stage, format_counts(counts))
         if self.stage == 1:
             self.loss_cell, self.columns = Stage1LossCell(self.model), STAGE1_COLUMNS
@@ -77,6 +79,7 @@ class Trainer:
             self.start_step = int(state["step"])
             logger.info("resumed from %s at step %d", ckpt, self.start_step)
         self.source = self._build_source()
+        self.evaluator = self._build_evaluator() if t.eval_steps > 0 else None
 
     def _build_source(self):
         cfg, d = self.cfg, self.cfg.data
@@ -89,9 +92,37 @@ class Trainer:
         return Stage2Source(cfg, records, load_llm_tokenizer(d.tokenizer_path), clip_tok, self.par.rank,
                             self.par.world, template=template_from_config(cfg))
 
+    def _build_evaluator(self):
+        from lman_ms.train.heldout_eval import HeldoutEvaluator
+        d = self.cfg.data
+        clip_tok = load_clip_tokenizer(d.clip_tokenizer_path or d.tokenizer_path)
+        if self.stage == 1:
+            return HeldoutEvaluator(self.cfg, 1, ["caption"], None, clip_tok, self.par.rank, self.par.world)
+        return HeldoutEvaluator(self.cfg, 2, _HUMANINS_TASKS, load_llm_tokenizer(d.tokenizer_path), clip_tok,
+                                self.par.rank, self.par.world, template=template_from_config(self.cfg))
+
+    def evaluate(self, step: int, log: TrainLogger) -> dict:
+        """Held-out loss at ``step`` (every rank computes its share; rank 0 logs), then back to training mode."""
+        result = self.evaluator(self.loss_cell)
+        for cell in (self.step_cell, self.accum_cell):
+            if cell is not None:
+                cell.set_train(True)
+        log.eval(step, result)
+        return result
+
     def _state(self, step: int) -> dict:
         return {"stage": self.stage, "data_position": step * self.cfg.train.gradient_accumulation_steps,
                 "seed": self.cfg.train.seed, "world": self.par.world, "time": time.time()}
+
+    def save_model_folder(self) -> Optional[str]:
+        """Stage 2 ends with ``OUTPUT_DIR/model``: the self-contained model folder every tool and
+        ``LManPredictor.from_pretrained`` take (LoRA merged into the weights, tokenizers inside); rank 0 only."""
+        if not self.par.is_main or self.stage != 2:
+            return None
+        from lman_ms.models.loader import save_pretrained
+        path = save_pretrained(self.model, self.cfg, os.path.join(self.output_dir, "model"))
+        logger.info("model folder %s", path)
+        return path
 
     def save(self, step: int) -> Optional[str]:
         if not self.par.is_main:
@@ -127,6 +158,8 @@ class Trainer:
                 tokens = self._tokens(batch) * accum * self.par.world
                 task = self.source.plan(step * accum - 1)[0]
                 log.step(step, last, self.schedule.value(step - 1), samples, tokens, task)
+                if self.evaluator is not None and (step % t.eval_steps == 0 or step >= total):
+                    self.evaluate(step, log)
                 if t.save_steps > 0 and step % t.save_steps == 0 and step < total:
                     self.save(step)
                 if step >= total:
@@ -134,6 +167,7 @@ class Trainer:
         finally:
             log.close()
         self.save(step)
+        self.save_model_folder()
         if self.par.world > 1:
             self._write_replica_digest(step)
         return {"step": step, **last}
