@@ -25,8 +25,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-from lman_ms.utils.benchmark import SECTIONS, resolve, run_benchmarks  # noqa: E402
-from lman_ms.utils.benchmark.report import dumps, markdown  # noqa: E402
+from benchmarks import SECTIONS, resolve, run_benchmarks  # noqa: E402
+from benchmarks.report import dumps, markdown  # noqa: E402
 from lman_ms.utils.io import atomic_write_text  # noqa: E402
 
 

@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     if args.model == "clip":
-        from lman_ms.convert import clip as module
+        from lman_ms.convert import clip_checkpoint as module
         to_ms, to_hf = module.convert_clip_to_ms, module.convert_clip_to_hf
     else:
         from lman_ms.convert import llama as module

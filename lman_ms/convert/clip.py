@@ -1,4 +1,4 @@
-"""HF CLIP <-> lman_ms CLIP towers: the name table (both directions) and the loaders behind ``from_hf``.
+"""HF CLIP <-> lman_ms CLIP towers: the name table (both directions) and the weight loaders behind ``from_hf``.
 
 Vision (HF ``CLIPVisionModel`` -> mindcv ``VisionTransformer`` names, DESIGN.md section 3): ``class_embedding``
 (D,) -> ``cls_token`` (1, 1, D); ``position_embedding.weight`` (N+1, D) -> ``pos_embed`` (1, N+1, D);
@@ -11,7 +11,8 @@ A converted full ``CLIPModel`` checkpoint (``tools/convert_weights.py --model cl
 name>``, ``text_model.<HF text name>`` (including ``text_model.text_projection.weight``), ``visual_projection.weight``
 and ``logit_scale`` (shape (1,): MindSpore checkpoints have no 0-d tensors); a single-tower folder gives only its
 tower's prefix. These prefixes are the attribute names of the towers in ``lman_ms.models.lman``, and
-:func:`load_tower_checkpoint` loads one tower from such a file.
+:func:`load_tower_checkpoint` loads one tower from such a file. Writing such a file needs the towers' shapes, hence
+the models: that half is ``lman_ms.convert.clip_checkpoint``, so that this module stays below ``lman_ms.models``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Dict, Optional, Tuple
 
 from lman_ms.config import TextConfig, VisionConfig
 from lman_ms.convert.common import (CheckpointError, assign_parameters, iter_hf_tensors, iter_ms_checkpoint,
-                                    parameter_shapes, read_hf_config, write_hf_safetensors, write_ms_checkpoint)
+                                    parameter_shapes, read_hf_config)
 from lman_ms.convert.mapping import WeightMap, concat, rename, unsqueeze
 
 Shapes = Dict[str, Tuple[int, ...]]
@@ -129,28 +130,6 @@ def load_text_weights(cell, hf_dir: str, progress: bool = False) -> int:
     return assign_parameters(cell, tensors, hf_dir)
 
 
-def load_vision_from_hf(hf_dir: str, progress: bool = False):
-    from lman_ms.models.vision import CLIPVisionEncoder
-
-    _, vision, _, _ = clip_configs_from_hf(hf_dir)
-    if vision is None:
-        raise CheckpointError(f"{hf_dir}: a CLIP text model folder has no vision tower")
-    model = CLIPVisionEncoder(vision)
-    load_vision_weights(model, hf_dir, progress)
-    return model
-
-
-def load_text_from_hf(hf_dir: str, progress: bool = False):
-    from lman_ms.models.text import CLIPTextEncoder
-
-    _, _, text, _ = clip_configs_from_hf(hf_dir)
-    if text is None:
-        raise CheckpointError(f"{hf_dir}: a CLIP vision model folder has no text tower")
-    model = CLIPTextEncoder(text)
-    load_text_weights(model, hf_dir, progress)
-    return model
-
-
 def load_tower_checkpoint(cell, ckpt_path: str, prefix: str) -> int:
     """Load the ``prefix`` part (``"vision_model."`` / ``"text_model."``) of a converted CLIP ``.ckpt`` into a tower;
     the rest of the file is skipped. Missing, unexpected or mis-shaped parameters are errors naming them."""
@@ -160,51 +139,5 @@ def load_tower_checkpoint(cell, ckpt_path: str, prefix: str) -> int:
     return assign_parameters(cell, identity.to_ms(tensors, shapes, f"{ckpt_path} [{prefix}*]"), ckpt_path)
 
 
-# ---- whole-folder conversion (tools/convert_weights.py) -----------------------------------------------------------
-def _tower_shapes(factory) -> Shapes:
-    from mindspore.nn.utils import no_init_parameters
-
-    with no_init_parameters():  # names and shapes only: no weight memory for a ViT-L
-        return parameter_shapes(factory())
-
-
-def clip_layout(config_path: str) -> Tuple[WeightMap, Shapes, dict]:
-    """The map and expected MindSpore shapes of a converted checkpoint for the HF folder/config at ``config_path``."""
-    from lman_ms.models.text import CLIPTextEncoder
-    from lman_ms.models.vision import CLIPVisionEncoder
-
-    arch, vision, text, raw = clip_configs_from_hf(config_path)
-    maps, shapes = [], {}
-    if vision is not None:
-        maps.append(vision_map().prefixed("vision_model.", ""))
-        shapes.update({"vision_model." + k: v for k, v in _tower_shapes(lambda: CLIPVisionEncoder(vision)).items()})
-    if text is not None:
-        maps.append(text_map().prefixed("text_model.", ""))
-        shapes.update({"text_model." + k: v for k, v in _tower_shapes(lambda: CLIPTextEncoder(text)).items()})
-    extra = []
-    if arch in ("CLIPModel", "CLIPVisionModelWithProjection"):
-        proj_dim = raw.get("projection_dim", _HF_PROJECTION_DIM)
-        extra.append(rename("visual_projection.weight", "visual_projection.weight"))
-        shapes["visual_projection.weight"] = (proj_dim, vision.hidden_size)
-    if arch == "CLIPModel":
-        # a MindSpore checkpoint stores a 0-d tensor as shape (1,)
-        extra.append(unsqueeze("logit_scale", "logit_scale", leading=1))
-        shapes["logit_scale"] = (1,)
-    return WeightMap.merge(*maps, WeightMap(extra)), shapes, raw
-
-
-def convert_clip_to_ms(hf_dir: str, output_path: str, dtype: str = "fp32", progress: bool = True) -> dict:
-    wmap, shapes, _ = clip_layout(hf_dir)
-    return write_ms_checkpoint(wmap.to_ms(iter_hf_tensors(hf_dir, progress), shapes, hf_dir), output_path, dtype)
-
-
-def convert_clip_to_hf(ckpt_path: str, config_path: str, output_dir: str, dtype: str = "fp32",
-                       max_shard_bytes: int = 5 << 30) -> dict:
-    wmap, shapes, raw = clip_layout(config_path)
-    return write_hf_safetensors(wmap.to_hf(iter_ms_checkpoint(ckpt_path), shapes, ckpt_path), output_dir,
-                                config=raw, dtype=dtype, max_shard_bytes=max_shard_bytes)
-
-
 __all__ = ["vision_map", "text_map", "vision_weights_map", "text_weights_map", "clip_configs_from_hf",
-           "load_vision_weights", "load_text_weights", "load_vision_from_hf", "load_text_from_hf",
-           "load_tower_checkpoint", "clip_layout", "convert_clip_to_ms", "convert_clip_to_hf"]
+           "load_vision_weights", "load_text_weights", "load_tower_checkpoint"]

@@ -17,7 +17,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from lman_ms.models.losses import IGNORE_INDEX
+from lman_ms.data.masking import IGNORE_INDEX
 
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
           "The assistant gives helpful, detailed, and polite answers to the user's questions.")

@@ -28,7 +28,7 @@ from lman_ms.data.humanins.builder import image_roots, iter_records
 from lman_ms.data.humanins.errors import AnnotationError
 from lman_ms.data.humanins.templates import instructions_for
 from lman_ms.data.tokenizers import fixed_length
-from lman_ms.models.losses import IGNORE_INDEX, mask_tokens
+from lman_ms.data.masking import IGNORE_INDEX, mask_tokens
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)

@@ -17,10 +17,11 @@ from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
 from lman_ms.config import LManConfig
+from lman_ms.data.masking import IGNORE_INDEX
 
 from .adapter import QueryAdapter
 from .layers import LayerNorm, activation
-from .losses import IGNORE_INDEX, LogitScale, causal_lm_loss, contrastive_loss, vision_grounded_mlm_loss
+from .losses import LogitScale, causal_lm_loss, contrastive_loss, vision_grounded_mlm_loss
 
 
 class VmlmHead(nn.Cell):

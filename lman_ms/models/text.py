@@ -91,5 +91,12 @@ class CLIPTextEncoder(nn.Cell):
     @classmethod
     def from_hf(cls, hf_dir: str, progress: bool = False) -> "CLIPTextEncoder":
         """Build from an HF ``CLIPTextModelWithProjection`` or full ``CLIPModel`` folder."""
-        from lman_ms.convert.clip import load_text_from_hf
-        return load_text_from_hf(hf_dir, progress=progress)
+        from lman_ms.convert.clip import clip_configs_from_hf, load_text_weights
+        from lman_ms.convert.common import CheckpointError
+
+        _, _, config, _ = clip_configs_from_hf(hf_dir)
+        if config is None:
+            raise CheckpointError(f"{hf_dir}: a CLIP vision model folder has no text tower")
+        model = cls(config)
+        load_text_weights(model, hf_dir, progress)
+        return model

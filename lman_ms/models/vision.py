@@ -122,8 +122,15 @@ class CLIPVisionEncoder(VisionTransformer):
     @classmethod
     def from_hf(cls, hf_dir: str, progress: bool = False) -> "CLIPVisionEncoder":
         """Build from an HF ``CLIPVisionModel`` / ``CLIPVisionModelWithProjection`` / ``CLIPModel`` folder."""
-        from lman_ms.convert.clip import load_vision_from_hf
-        return load_vision_from_hf(hf_dir, progress=progress)
+        from lman_ms.convert.clip import clip_configs_from_hf, load_vision_weights
+        from lman_ms.convert.common import CheckpointError
+
+        _, config, _, _ = clip_configs_from_hf(hf_dir)
+        if config is None:
+            raise CheckpointError(f"{hf_dir}: a CLIP text model folder has no vision tower")
+        model = cls(config)
+        load_vision_weights(model, hf_dir, progress)
+        return model
 
 
 class _FixedWidthMlp(Mlp):

@@ -9,8 +9,9 @@ import safetensors.numpy
 import torch
 import transformers
 
-from lman_ms.convert.clip import (clip_configs_from_hf, convert_clip_to_hf, convert_clip_to_ms, load_text_weights,
-                               load_tower_checkpoint, load_vision_weights, text_map, vision_map)
+from lman_ms.convert.clip import (clip_configs_from_hf, load_text_weights, load_tower_checkpoint, load_vision_weights,
+                                  text_map, vision_map)
+from lman_ms.convert.clip_checkpoint import convert_clip_to_hf, convert_clip_to_ms
 from lman_ms.convert.common import CheckpointError, iter_hf_tensors
 from lman_ms.models.text import CLIPTextEncoder
 from lman_ms.models.vision import CLIPVisionEncoder

@@ -130,7 +130,8 @@ def test_language_projection_starts_at_the_adapter_initializer_range():
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
 def test_stage2_loss_skips_the_lm_head_on_visual_positions_with_the_same_loss_and_gradients(mode):
     """Eq. (8) computed from the last visual position on equals the loss over the logits of every position."""
-    from lman_ms.models.losses import IGNORE_INDEX, causal_lm_loss
+    from lman_ms.data.masking import IGNORE_INDEX
+    from lman_ms.models.losses import causal_lm_loss
 
     ms.set_context(mode=mode)
     try:

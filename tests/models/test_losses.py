@@ -3,8 +3,8 @@ import numpy as np
 import mindspore as ms
 import pytest
 
-from lman_ms.models.losses import (IGNORE_INDEX, LogitScale, causal_lm_loss, contrastive_loss, mask_tokens,
-                                   vision_grounded_mlm_loss)
+from lman_ms.data.masking import IGNORE_INDEX, mask_tokens
+from lman_ms.models.losses import LogitScale, causal_lm_loss, contrastive_loss, vision_grounded_mlm_loss
 
 
 def _log_softmax(x, axis=-1):

@@ -104,7 +104,7 @@ def test_only_and_bad_usage(tmp_path):
 
 def test_sections_resolve():
     sys.path.insert(0, REPO)
-    from lman_ms.utils.benchmark import BENCHMARKS, resolve
+    from benchmarks import BENCHMARKS, resolve
     assert resolve(None) == list(BENCHMARKS)
     assert resolve(["convert,train"]) == ["train_step", "mfu", "conversion"]
     assert resolve(["generate", "build"]) == ["generation", "humanins_build"]

@@ -1,11 +1,11 @@
 """Child processes of the benchmarks, so that a measurement sees only its own work (not the benchmark process's
 loaded frameworks and models). Each command prints one JSON line.
 
-    python -m lman_ms.utils.benchmark.child convert HF_DIR OUTPUT.ckpt DTYPE   # convert_llama_to_ms
-    python -m lman_ms.utils.benchmark.child imports                            # the converter's imports only
-    python -m lman_ms.utils.benchmark.child humanins SYNTH_DIR OUT_DIR WORKERS # build_synth_humanins
-    python -m lman_ms.utils.benchmark.child matmul LIBRARY N REPEAT            # fp32 matmul GFLOP/s
-    python -m lman_ms.utils.benchmark.child launch COMMAND ...                 # run COMMAND, report its rusage
+    python -m benchmarks.child convert HF_DIR OUTPUT.ckpt DTYPE   # convert_llama_to_ms
+    python -m benchmarks.child imports                            # the converter's imports only
+    python -m benchmarks.child humanins SYNTH_DIR OUT_DIR WORKERS # build_synth_humanins
+    python -m benchmarks.child matmul LIBRARY N REPEAT            # fp32 matmul GFLOP/s
+    python -m benchmarks.child launch COMMAND ...                 # run COMMAND, report its rusage
 
 Why ``launch``: Linux keeps the resident high-water mark across ``exec`` (the forking process's memory counts in
 the child's ``ru_maxrss``), so a child started straight from the benchmark process would report at least that
@@ -66,7 +66,7 @@ def _humanins(synth_dir: str, out_dir: str, workers: str) -> dict:
 
 
 # ---- parent side ---------------------------------------------------------------------------------------------------
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_child(args, cwd: str, launch: bool = False, threads: int = 0) -> dict:
@@ -75,11 +75,11 @@ def run_child(args, cwd: str, launch: bool = False, threads: int = 0) -> dict:
     included). Output goes to files, so nothing blocks on a full pipe; a failure raises with the child's stderr."""
     import tempfile
 
-    from lman_ms.utils.benchmark.common import default_threads, thread_env
+    from benchmarks.common import default_threads, thread_env
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_REPO, os.environ.get("PYTHONPATH")) if p))
     env.update(thread_env(threads or default_threads()))
-    cmd = [sys.executable, "-m", __spec__.name if __spec__ else "lman_ms.utils.benchmark.child"]
+    cmd = [sys.executable, "-m", __spec__.name if __spec__ else "benchmarks.child"]
     cmd += (["launch"] if launch else []) + list(args)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()

@@ -6,7 +6,7 @@ one framework per process, so each side gets its own process; the benchmark proc
 Keeping the workers alive lets the two sides be timed alternately, round by round, without paying start-up and
 compilation again.
 
-    python -m lman_ms.utils.benchmark.worker MODULE CLASS KWARGS_JSON
+    python -m benchmarks.worker MODULE CLASS KWARGS_JSON
 
 builds ``MODULE.CLASS(**kwargs)`` (which sets its framework's threads to ``$LMAN_BENCH_THREADS``), then answers one JSON request per stdin line, ``{"method": m, "args": [...]}``,
 with one line ``<MARKER>{"result": ...}`` or ``<MARKER>{"error": traceback}`` on stdout. Libraries may print
@@ -23,10 +23,10 @@ import tempfile
 import traceback
 from typing import Any, Dict
 
-from lman_ms.utils.benchmark.common import default_threads, thread_env
+from benchmarks.common import default_threads, thread_env
 
 MARKER = "@@lman-bench@@"
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class WorkerError(RuntimeError):
@@ -34,7 +34,7 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """Parent side: ``Worker("lman_ms.utils.benchmark.train_step", "TorchTrainSide", {...}).call("steps", 3)``."""
+    """Parent side: ``Worker("benchmarks.train_step", "TorchTrainSide", {...}).call("steps", 3)``."""
 
     def __init__(self, module: str, cls: str, kwargs: Dict[str, Any], cwd: str, threads: int = 0):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_REPO, os.environ.get("PYTHONPATH")) if p))
