@@ -141,6 +141,9 @@ class TrainConfig:
     save_steps: int = 500
     keep_last: int = 3
     log_steps: int = 10
+    # held-out loss on data.eval_path (train/heldout.py) every eval_steps steps and after the last; 0 = never
+    eval_steps: int = 0
+    eval_max_batches: int = 8          # per evaluation, spread over the tasks; bounds its cost (forward only)
     max_text_length: int = 256         # LLM sequence length bucket upper bound (stage 2)
     freeze_vision: Optional[bool] = None   # None: by stage (frozen in stage 1, trained in stage 2)
     freeze_adapter: bool = False
@@ -164,7 +167,7 @@ class TaskDataConfig:
 @dataclass
 class DataConfig:
     train_path: str = ""               # HumanIns JSONL / MindRecord (stage 2) or captions (stage 1)
-    eval_path: str = ""
+    eval_path: str = ""                # held-out records: the trainer's eval loss, tools/evaluate.py, eval_retrieval.py
     image_root: str = ""
     tokenizer_path: str = ""           # folder with LLaMA tokenizer.model
     clip_tokenizer_path: str = ""      # folder with CLIP vocab.json + merges.txt
@@ -224,6 +227,12 @@ class LManConfig:
                                       f"{sec}.num_attention_heads ({sub.num_attention_heads})")
         if self.train.stage not in (1, 2):
             raise ConfigError(f"train.stage must be 1 or 2, got {self.train.stage}")
+        if self.train.eval_steps < 0 or self.train.eval_max_batches < 1:
+            raise ConfigError(f"train.eval_steps must be >= 0 (got {self.train.eval_steps}) and "
+                              f"train.eval_max_batches >= 1 (got {self.train.eval_max_batches})")
+        if self.train.eval_steps > 0 and not self.data.eval_path:
+            raise ConfigError(f"train.eval_steps={self.train.eval_steps} needs data.eval_path (the held-out records "
+                              "whose loss the trainer logs)")
         return self
 
     # ---- (de)serialisation -------------------------------------------------------------------------------------

@@ -34,3 +34,47 @@ def test_save_round_trip(tmp_path):
     cfg.save(str(tmp_path / "c.yaml"))
     again = LManConfig.from_yaml(str(tmp_path / "c.yaml"))
     assert again.to_dict() == cfg.to_dict()
+
+
+def _leaf_keys(cls, prefix=""):
+    """(dotted path, field name) of every leaf key of a config dataclass, nested sections and data.tasks included."""
+    import dataclasses
+    import typing
+    from lman_ms.config import DataConfig, TaskDataConfig
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _leaf_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f.name
+    if cls is DataConfig:
+        yield from _leaf_keys(TaskDataConfig, f"{prefix}tasks.<task>.")
+
+
+def test_every_config_key_is_read_by_code():
+    """A key that is accepted but read nowhere is silently ignored: every leaf of LManConfig must be read as an
+    attribute (``.name``) somewhere in lman_ms/ or tools/ outside config.py, which only declares and checks them."""
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sources = []
+    for top in ("lman_ms", "tools"):
+        for folder, _, files in os.walk(os.path.join(root, top)):
+            sources += [os.path.join(folder, f) for f in files if f.endswith(".py")]
+    config_py = os.path.join(root, "lman_ms", "config.py")
+    text = "\n".join(open(p, encoding="utf-8").read() for p in sources if os.path.abspath(p) != config_py)
+    keys = list(_leaf_keys(LManConfig))
+    paths = {p for p, _ in keys}
+    # the walk reaches the nested sections the brief names, so an unread LoRA or per-task key is caught too
+    assert {"train.lora.dropout", "data.tasks.<task>.batch_size", "parallel.recompute", "data.eval_path"} <= paths
+    unread = [p for p, name in keys if not re.search(rf"\.{re.escape(name)}\b", text)]
+    assert unread == [], f"config keys accepted but read by no code: {unread}"
+
+
+def test_eval_keys_are_checked():
+    with pytest.raises(ConfigError, match="train.eval_steps=5 needs data.eval_path"):
+        load_config("configs/tiny_cpu.yaml", ["train.eval_steps=5"])
+    with pytest.raises(ConfigError, match="eval_max_batches"):
+        load_config("configs/tiny_cpu.yaml", ["train.eval_max_batches=0"])
+    cfg = load_config("configs/tiny_cpu.yaml", ["train.eval_steps=5", "data.eval_path=somewhere"])
+    assert (cfg.train.eval_steps, cfg.train.eval_max_batches) == (5, 8)

@@ -1,6 +1,6 @@
 """Rank-0 training log: one line per N steps (step, losses, lr, samples/s, tokens/s, ETA), the same as JSON lines
 in ``OUTPUT_DIR/metrics.jsonl`` (appended and flushed per line, so nothing written is lost on a crash), and a tqdm
-bar when a terminal is attached."""
+bar when a terminal is attached. Held-out evaluations go to the same file as ``{"step", "eval_loss", ...}`` lines."""
 from __future__ import annotations
 
 import json
@@ -62,6 +62,19 @@ class TrainLogger:
         logger.info("step %d/%d %s lr %.3e %.2f samples/s %.0f tokens/s eta %s %s", step, self.total, msg, lr,
                     rec["samples_per_s"], rec["tokens_per_s"], _eta(rec["eta_s"] or 0), task)
         self._window_start, self._samples, self._tokens = now, 0, 0
+
+    def eval(self, step: int, result: Dict[str, object]) -> None:
+        """Record a held-out evaluation: a metrics.jsonl line ``{"step", "eval_loss", ...}`` and a log line."""
+        if not self.is_main:
+            return
+        rec = {"step": step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in result.items()},
+               "time": round(time.time(), 3)}
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        losses = " ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+        logger.info("step %d/%d held-out (%s, %s batches): %s", step, self.total, result.get("eval_split"),
+                    result.get("eval_batches"), losses)
 
     def close(self) -> None:
         if self.bar is not None:

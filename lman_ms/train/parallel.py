@@ -2,7 +2,8 @@
 
 Launched by ``msrun`` (scripts/run_distribute_train.sh) each worker calls :func:`init_parallel`, which initialises
 the communication backend (HCCL on Ascend, the CPU collective backend on CPU), checks the ``parallel`` section
-against the worker count and sets data-parallel gradient averaging. Model and pipeline parallelism need Ascend.
+against the worker count and sets data-parallel gradient averaging. Data parallel is the only layout: the other
+keys of the section are refused with the reason (:func:`validate_parallel`).
 """
 from __future__ import annotations
 
@@ -30,20 +31,40 @@ def launched_distributed() -> bool:
     return n is not None and int(n) > 1
 
 
+# Why model/pipeline parallelism is refused rather than passed to MindSpore: SEMI_AUTO_PARALLEL splits only the ops
+# that carry a shard strategy (mindformers' ``parallel_config`` gives its LLaMA cells one; the mindcv ViT, the query
+# adapter and LoRA have none), and pipeline stages need every cell assigned to a stage plus a PipelineCell with
+# micro-batches around the loss. None of that exists here, and none of it can be compiled or checked without Ascend
+# (DESIGN.md, "Ascend compile-only checks"): the keys would be accepted and do nothing, or fail deep in graph
+# compilation. What fits instead: data parallel + parallel.recompute + LoRA (the 7B stage-2 config: ~0.6 B
+# trainables per 64 GB card). The keys stay in the schema under mindformers' names so that a mindformers-style
+# config gets this reason, not an "unknown key".
+_NOT_SUPPORTED = ("is not supported: the visual path (mindcv ViT, query adapter) and LoRA have no shard strategies and "
+                  "nothing here assigns pipeline stages, and neither can be compiled without Ascend; use data_parallel "
+                  "with parallel.recompute and LoRA (train.lora.rank) to fit the 7B model")
+
+
 def validate_parallel(cfg: LManConfig, world: int) -> None:
-    p, device = cfg.parallel, cfg.context.device_target.upper()
-    product = p.data_parallel * p.model_parallel * p.pipeline_stage
-    if product != world:
-        raise ConfigError(f"parallel: data_parallel ({p.data_parallel}) x model_parallel ({p.model_parallel}) x "
-                          f"pipeline_stage ({p.pipeline_stage}) = {product}, but {world} worker(s) are running")
-    if device == "CPU" and (p.model_parallel > 1 or p.pipeline_stage > 1):
-        raise ConfigError("parallel: model_parallel and pipeline_stage > 1 need Ascend (semi-auto parallel has no "
-                          "CPU support); on CPU use data_parallel only")
-    if p.pipeline_stage > 1 and p.micro_batch_num < p.pipeline_stage:
-        raise ConfigError(f"parallel: micro_batch_num ({p.micro_batch_num}) must be >= pipeline_stage "
-                          f"({p.pipeline_stage})")
-    if device == "CPU" and p.enable_parallel_optimizer:
-        raise ConfigError("parallel.enable_parallel_optimizer needs Ascend")
+    """Refuse what this trainer cannot run: a layout that does not match the worker count, or model/pipeline
+    parallelism, micro-batches and optimizer sharding (data parallel is the only layout; see above)."""
+    p = cfg.parallel
+    if p.model_parallel != 1:
+        raise ConfigError(f"parallel.model_parallel={p.model_parallel} {_NOT_SUPPORTED}")
+    if p.pipeline_stage != 1:
+        raise ConfigError(f"parallel.pipeline_stage={p.pipeline_stage} {_NOT_SUPPORTED}")
+    if p.micro_batch_num != 1:
+        raise ConfigError(f"parallel.micro_batch_num={p.micro_batch_num}: micro-batches belong to pipeline "
+                          "parallelism, which is not supported; for a larger effective batch use "
+                          "train.gradient_accumulation_steps")
+    if p.enable_parallel_optimizer:
+        # MindSpore shards the optimizer in DATA_PARALLEL mode for its own Lamb/AdamWeightDecay on Ascend only; the
+        # trainer's FusedAdamW (train/adamw.py) is neither, so the flag would be silently ignored.
+        raise ConfigError("parallel.enable_parallel_optimizer=true is not supported: MindSpore shards optimizer state "
+                          "in data-parallel mode only for its own Lamb/AdamWeightDecay on Ascend, not for this "
+                          "trainer's AdamW; the 7B configs fit without it (LoRA keeps the AdamW moments small)")
+    if p.data_parallel != world:
+        raise ConfigError(f"parallel.data_parallel={p.data_parallel}, but {world} worker(s) are running "
+                          "(msrun --worker_num must equal it)")
 
 
 def init_parallel(cfg: LManConfig) -> ParallelInfo:
@@ -59,12 +80,6 @@ def init_parallel(cfg: LManConfig) -> ParallelInfo:
     init()
     info = ParallelInfo(get_rank(), get_group_size())
     validate_parallel(cfg, info.world)
-    p = cfg.parallel
-    if p.model_parallel > 1 or p.pipeline_stage > 1:
-        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=info.world,
-                                     pipeline_stages=p.pipeline_stage,
-                                     enable_parallel_optimizer=p.enable_parallel_optimizer, gradients_mean=True)
-    else:
-        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
-                                     device_num=info.world)
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=info.world)
     return info

@@ -25,8 +25,8 @@ from lman_ms.train.freeze import apply_freezing, format_counts
 from lman_ms.train.logger import TrainLogger, setup_logging
 from lman_ms.train.optim import build_optimizer
 from lman_ms.train.parallel import init_parallel
-from lman_ms.train.recompute import apply_recompute
 from lman_ms.train.pretrained import load_pretrained
+from lman_ms.train.recompute import apply_recompute
 from lman_ms.train.step import TrainStep
 
 logger = logging.getLogger("lman_ms.train")
