@@ -12,7 +12,6 @@ extra field ``lman`` beside the OpenAI fields.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
