@@ -138,6 +138,8 @@ class Trainer:
         total = t.max_steps
         if self.start_step >= total:
             logger.info("already at step %d of %d: nothing to do", self.start_step, total)
+            if not os.path.isfile(os.path.join(self.output_dir, "model", "model.ckpt")):
+                self.save_model_folder()      # a run finished before training wrote model folders
             return {"step": self.start_step}
         dataset = make_dataset(self.source, self.columns, self.start_step * accum, self.cfg.data.num_workers)
         log = TrainLogger(self.output_dir, total, self.start_step, self.par.is_main, t.log_steps)
