@@ -38,7 +38,9 @@ class CheckpointEngine:
         return self.predictor.image_size(task)
 
     def known_task(self, task: str) -> bool:
-        return task in self.predictor.cfg.data.tasks
+        # a HumanIns task without its own input size in the config runs at the vision default
+        from lman_ms.data.tasks import HUMANINS_TASKS
+        return task in HUMANINS_TASKS or task in self.predictor.cfg.data.tasks
 
     def room(self, prompt_len: int, system: Optional[str] = None) -> int:
         """New tokens the cache allows after this many prompt ids (the visual prefix is added here)."""
@@ -99,7 +101,8 @@ class ExportEngine:
         return self.runner.manifest["image_size"]  # one exported size for every task
 
     def known_task(self, task: str) -> bool:
-        return True
+        from lman_ms.data.tasks import HUMANINS_TASKS
+        return task in HUMANINS_TASKS
 
     def room(self, prompt_len: int, system: Optional[str] = None) -> int:
         if self.visual_len + prompt_len > self.runner.prefill_len:
