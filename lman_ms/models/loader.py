@@ -240,8 +240,9 @@ def model_folder_config(cfg: LManConfig) -> LManConfig:
     out.data.train_path = out.data.eval_path = out.data.image_root = ""
     out.train.lora.rank = 0
     out.train.init_checkpoint = out.train.vision_init = out.train.text_init = out.train.llm_init = ""
+    out.train.eval_steps = 0          # it evaluated data.eval_path, which the folder does not name
     out.train.stage = 2
-    return out
+    return out.finalize()           # what from_pretrained will check, checked before anything is written
 
 
 def save_pretrained(model, cfg: LManConfig, folder: str) -> str:
