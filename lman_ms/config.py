@@ -71,7 +71,7 @@ class AdapterConfig:
     layer_norm_eps: float = 1e-5
     hidden_act: str = "quick_gelu"
     initializer_range: float = 0.02
-    # Where the paper is silent (README, "Decisions"): the new parts' init. None / 1.0 are BLIP-2's Q-Former init.
+    # Where the paper is silent (docs/decisions.md): the new parts' init. None / 1.0 are BLIP-2's Q-Former init.
     query_init_std: Optional[float] = None     # std of the learnable queries; None: initializer_range
     cross_attention_init_gain: float = 1.0     # multiplies CA's q_proj / k_proj init (sharper first attention)
 

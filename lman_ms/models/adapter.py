@@ -6,7 +6,7 @@ over X_0 = [128 learnable query tokens ; fixed-length instruction tokens] (instr
 V_2k is the output of ViT layer 2k (multi-grained visual features, eq. 1). The output is the query positions of
 X_m: the visual tokens handed to the LLM (after a linear projection) and pooled into V_g in stage 1.
 
-Where the paper is silent (README, "Decisions"):
+Where the paper is silent (docs/decisions.md):
 * each sub-layer is pre-LN with a residual, like the CLIP text layers that initialise SA_k and FFN_k
   (``layer_norm1``/``self_attn``, ``layer_norm2``/``mlp`` keep the CLIP names so they copy by name);
   CA_k is new: ``layer_norm_cross`` on the queries, ``layer_norm_kv`` on V_2k (raw ViT hidden states are
@@ -65,7 +65,7 @@ class QueryAdapter(nn.Cell):
         # A from-scratch adapter (the tiny demo) learns far faster with distinct queries (std ~1, not 0.02: beside
         # the attention outputs in the residual stream, 0.02-queries are near-identical) and a sharper first
         # cross-attention (larger q/k init: at the default, every query reads about the mean of the image, so
-        # the visual tokens start as copies of one pooled vector and lose where things are). README, "Decisions".
+        # the visual tokens start as copies of one pooled vector and lose where things are). docs/decisions.md.
         query_std = cfg.initializer_range if cfg.query_init_std is None else cfg.query_init_std
         self.query_tokens = Parameter(
             initializer(Normal(query_std), (1, cfg.num_query_tokens, cfg.hidden_size), ms.float32),

@@ -6,7 +6,7 @@
 //   dx = rstd * (dy g - mean_D(dy g) - xhat * mean_D(dy g xhat)),  dgamma = sum_N dy xhat,  dbeta = sum_N dy.
 //
 // Why: MindSpore's CPU LayerNormGrad took 3.7 ms for a (2080, 96) input on a 2-core AMD EPYC, ~13 % of the visual
-// warm-up's step (profiled, README "Speed and memory"); one pass per row here. The rows are split into at most
+// warm-up's step (profiled, docs/performance.md); one pass per row here. The rows are split into at most
 // kMaxThreads contiguous blocks ($LMAN_MS_KERNEL_THREADS, else $OMP_NUM_THREADS, else the hardware threads); each
 // block sums dgamma / dbeta in its own buffer and the blocks are added in order, so the result depends only on the
 // block count, not on scheduling. Row sums run in 16 float lanes added in double, column sums in double: the forward matches ops.LayerNorm to float

@@ -64,7 +64,7 @@ class LMan(nn.Cell):
             # N(0, initializer_range) with a zero bias, as HF InstructBLIP initialises it: the visual tokens then
             # start near the scale of the LLM's token embeddings. Behind the LLM's RMSNorm only the direction of
             # a token counts, so a token 80x larger than the embeddings (the default Dense init) turned the same
-            # learning rate into an 80x smaller effective step for the visual path (README, "Decisions").
+            # learning rate into an 80x smaller effective step for the visual path (docs/decisions.md).
             self.language_projection = nn.Dense(a.hidden_size, config.llm.hidden_size,
                                                 weight_init=Normal(a.initializer_range), bias_init="zeros")
             self.llm = VicunaDecoder(config.llm)

@@ -1,7 +1,7 @@
 """Supervised warm-up of the visual path (ViT + query adapter) on the labelled HumanIns training pictures.
 
 The paper starts from CLIP ViT-L/14, a vision encoder that already tells faces, actions and clothes apart. The
-tiny demo has no such encoder at its size, and measured on SynthHuman (README, "What the demo reaches") a stage-2
+tiny demo has no such encoder at its size, and measured on SynthHuman (docs/demo.md) a stage-2
 LLM learns to read the image within 80 steps once the visual tokens carry the label, but a visual path trained
 from scratch through the LLM's answer loss (or through stage 1's contrastive loss on ~2k pictures) does not get
 there in the demo's budget. This warm-up stands in for the encoder's pretraining, as an ImageNet-pretrained
@@ -81,7 +81,7 @@ class VisualClassifier(nn.Cell):
     """ViT -> adapter (empty instruction) -> one linear head per source: on the mean of the query outputs for a
     single label (expression, action), on the query outputs side by side for attributes.
 
-    Measured on the demo's data (README, "Decisions"): attributes are where they are (a hat on top, boots at the
+    Measured on the demo's data (docs/decisions.md): attributes are where they are (a hat on top, boots at the
     bottom), and a head on the mean lets the queries stay copies of one pooled vector (held-out mA 0.56 vs 0.61
     side by side at 200 steps); but for one label per picture the mean head is what the LLM then reads best
     (expression 0.92 vs 0.38 after the same 300 stage-2 steps), as every query carries the label."""
