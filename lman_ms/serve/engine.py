@@ -68,6 +68,7 @@ class CheckpointEngine:
         from mindspore import Tensor
         from lman_ms.data.tokenizers import fixed_length
         p = self.predictor
+        pixels, adapter_texts, prompts, on_token = _pad_batch(pixels, adapter_texts, prompts, on_token)
         ins = [fixed_length(p.clip_tok, t, p.cfg.adapter.num_instruction_tokens) for t in adapter_texts]
         prefix = p.prefix_cell(Tensor(np.asarray(pixels, np.float32)), Tensor(np.stack([i for i, _ in ins])),
                                Tensor(np.stack([m for _, m in ins])), Tensor(self._prefix(system))).asnumpy()
@@ -77,7 +78,7 @@ class CheckpointEngine:
         generation["max_new_tokens"] = max(1, min(generation["max_new_tokens"], room))
         out = p.generator.generate(input_ids=[list(x) for x in prompts], prefix_embeds=prefix, on_token=on_token,
                                    **generation)
-        return out.sequences
+        return out.sequences[:on_token.rows]
 
 
 class ExportEngine:
@@ -142,6 +143,37 @@ class ExportEngine:
                     halted |= np.asarray(halt, bool)
             seqs = kept
         return seqs
+
+
+def batch_bucket(n: int) -> int:
+    """The batch size ``n`` requests run at: the next power of two. Each batch size compiles its own graphs (and
+    cache buffers); padding keeps those to log2(max batch) + 1 shapes instead of one per request count."""
+    return 1 << (max(1, n) - 1).bit_length()
+
+
+class _RealRows:
+    """``on_token`` for a padded batch: the caller sees its ``rows`` real rows; padding rows end at once."""
+
+    def __init__(self, on_token: Optional[OnToken], rows: int):
+        self.on_token, self.rows = on_token, rows
+
+    def __call__(self, step, tokens, finished):
+        halt = np.ones(len(tokens), bool)
+        user = self.on_token(step, tokens[:self.rows], finished[:self.rows]) if self.on_token else None
+        halt[:self.rows] = False if user is None else np.asarray(user, bool)
+        return halt
+
+
+def _pad_batch(pixels, adapter_texts, prompts, on_token):
+    """Pad a batch to ``batch_bucket`` rows by repeating its first request; the padding is never seen outside."""
+    n = len(prompts)
+    size = batch_bucket(n)
+    pad = size - n
+    pixels = np.asarray(pixels, np.float32)
+    if pad:
+        pixels = np.concatenate([pixels, np.repeat(pixels[:1], pad, 0)])
+    return (pixels, list(adapter_texts) + [adapter_texts[0]] * pad, list(prompts) + [prompts[0]] * pad,
+            _RealRows(on_token, n))
 
 
 def load_engine(ckpt: Optional[str] = None, config: Optional[str] = None, overrides: Sequence[str] = (),

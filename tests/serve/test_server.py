@@ -196,3 +196,18 @@ def test_full_queue_gets_503_and_sigterm_finishes_requests_in_flight(trained, tm
         assert "Finished server process" in srv.tail()
     finally:
         srv.stop()
+
+
+def test_load_test_client_counts_tokens_and_finds_no_mismatch(server, tmp_path):
+    from lman_ms.serve.loadtest import format_table, main
+    out = tmp_path / "load.json"
+    assert main(["--url", server.url, "--clients", "1", "4", "--requests", "8", "--max-tokens", "5",
+                 "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    seq = result["sequential"]
+    assert seq["requests"] == 8 and 8 <= seq["tokens"] <= 40 and not seq["errors"]
+    assert [r["clients"] for r in result["runs"]] == [1, 4]
+    for r in result["runs"]:
+        assert r["tokens"] == seq["tokens"] and r["mismatches"] == 0 and not r["errors"]
+        assert r["ttft_p50_s"] <= r["latency_p50_s"]
+    assert "| 4 |" in format_table(result)
