@@ -41,10 +41,12 @@ class Server:
     """tools/serve.py in a subprocess on a free local port; ``stop()`` sends SIGTERM (graceful) and waits."""
 
     def __init__(self, ckpt: str, log_path: str, *extra: str):
+        """``ckpt``: a checkpoint for --ckpt, or ``extra`` names the model (``--export_dir D``) and ckpt is None."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "serve.py"), "--ckpt", ckpt,
+        model = ["--ckpt", ckpt] if ckpt else []
+        self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "serve.py"), *model,
                                       "--host", "127.0.0.1", "--port", str(self.port), *extra],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         self.log_path = log_path
