@@ -49,6 +49,7 @@ def build_llama_config(config: LLMConfig, device_target: Optional[str] = None, u
     incremental inference, used by ``generate(..., backend="mindformers")``.
     """
     from mindformers.models.llama import LlamaConfig
+    _mindformers_logs_to_stderr()
 
     device = device_target or ms.get_context("device_target")
     on_cpu = device.upper() == "CPU"
@@ -110,6 +111,20 @@ def _mask_any_length(mask_cell) -> None:
     mask_cell.is_dynamic = True
 
 
+def _mindformers_logs_to_stderr() -> None:
+    """mindformers' logger (named ``mindformers<log dir>``) prints INFO and WARNING lines on stdout, where they
+    mixed into the answers that ``tools/infer.py`` prints; its console handlers are moved to stderr (its log files
+    stay as they are)."""
+    import logging
+    import sys
+    for name, log in list(logging.root.manager.loggerDict.items()):
+        if not name.startswith("mindformers") or not isinstance(log, logging.Logger):
+            continue
+        for handler in log.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+                handler.setStream(sys.stderr)
+
+
 def _release_nltk_import_error() -> None:
     """Free the stack that first built a mindformers model.
 
@@ -141,6 +156,7 @@ class VicunaDecoder(nn.Cell):
         # auto_prefix=False keeps the mindformers parameter names ("model.layers.0...") at the top level.
         super().__init__(auto_prefix=False)
         from mindformers.models.llama import LlamaForCausalLM
+        _mindformers_logs_to_stderr()
 
         self.config = config
         self.use_past = use_past
