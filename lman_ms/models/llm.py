@@ -48,8 +48,8 @@ def build_llama_config(config: LLMConfig, device_target: Optional[str] = None, u
     fused kernels and ``config.use_flash_attention``. ``use_past`` (Ascend only) enables mindformers' paged-attention
     incremental inference, used by ``generate(..., backend="mindformers")``.
     """
-    from mindformers.models.llama import LlamaConfig
     _mindformers_logs_to_stderr()
+    from mindformers.models.llama import LlamaConfig
 
     device = device_target or ms.get_context("device_target")
     on_cpu = device.upper() == "CPU"
@@ -112,11 +112,15 @@ def _mask_any_length(mask_cell) -> None:
 
 
 def _mindformers_logs_to_stderr() -> None:
-    """mindformers' logger (named ``mindformers<log dir>``) prints INFO and WARNING lines on stdout, where they
-    mixed into the answers that ``tools/infer.py`` prints; its console handlers are moved to stderr (its log files
-    stay as they are)."""
+    """Import mindformers with its console log on stderr. Its logger (named ``mindformers<log dir>``) prints INFO
+    and WARNING lines, two of them while it is imported, on stdout, where they mixed into the answers that
+    ``tools/infer.py`` prints. The handler takes ``sys.stdout`` when it is created, at import, so the import runs
+    with stdout pointing at stderr; handlers made otherwise are moved too. Its log files stay as they are."""
+    import contextlib
     import logging
     import sys
+    with contextlib.redirect_stdout(sys.stderr):
+        import mindformers  # noqa: F401
     for name, log in list(logging.root.manager.loggerDict.items()):
         if not name.startswith("mindformers") or not isinstance(log, logging.Logger):
             continue
@@ -155,8 +159,8 @@ class VicunaDecoder(nn.Cell):
     def __init__(self, config: LLMConfig, use_past: bool = False, batch_size: int = 1):
         # auto_prefix=False keeps the mindformers parameter names ("model.layers.0...") at the top level.
         super().__init__(auto_prefix=False)
-        from mindformers.models.llama import LlamaForCausalLM
         _mindformers_logs_to_stderr()
+        from mindformers.models.llama import LlamaForCausalLM
 
         self.config = config
         self.use_past = use_past
