@@ -125,17 +125,22 @@ def _read(ckpt: str) -> Dict:
         raise ValueError(f"{ckpt}: not a readable MindSpore checkpoint: {e}") from e
 
 
+def check_shapes(ckpt: str, params: Dict, own: Dict) -> None:
+    """A tensor whose model parameter has another shape is an error listing them (a checkpoint of another config)."""
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in params.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ValueError(f"{ckpt}: shapes differ from this config's model (a checkpoint of another config?): "
+                         + "; ".join(wrong[:8]))
+
+
 def load_weights(model, path: str, strict: bool = True) -> int:
     """Load the checkpoint at ``path`` into ``model``; returns how many tensors were loaded. ``strict`` (inference):
     the checkpoint must hold every model parameter and nothing else but optimizer state; shapes must agree."""
     ckpt = resolve_checkpoint(path)
     params = _read(ckpt)
     own = {p.name: p for p in model.get_parameters()}
-    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-             for k, v in params.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise ValueError(f"{ckpt}: shapes differ from this config's model (a checkpoint of another config?): "
-                         + "; ".join(wrong[:8]))
+    check_shapes(ckpt, params, own)
     unexpected = sorted(k for k in params if k not in own and not is_optimizer_state(k))
     missing = sorted(set(own) - set(params))
     if strict and unexpected:
@@ -272,5 +277,5 @@ def save_pretrained(model, cfg: LManConfig, folder: str) -> str:
 
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "checkpoint_dir", "copy_tokenizers", "find_config", "is_optimizer_state",
-           "latest_checkpoint", "list_checkpoints", "load_matching", "load_model", "load_model_config",
+           "check_shapes", "latest_checkpoint", "list_checkpoints", "load_matching", "load_model", "load_model_config",
            "load_weights", "merged_state", "model_folder_config", "resolve_checkpoint", "save_pretrained"]

@@ -18,7 +18,7 @@ import shutil
 import mindspore as ms
 
 # where checkpoints are found is the loader's business (below training: inference reads them too)
-from lman_ms.models.loader import checkpoint_dir, latest_checkpoint, list_checkpoints  # noqa: F401
+from lman_ms.models.loader import check_shapes, checkpoint_dir, latest_checkpoint, list_checkpoints  # noqa: F401
 
 
 def save_checkpoint(cell, output_dir: str, step: int, state: dict, config_yaml: str, keep_last: int = 3) -> str:
@@ -67,11 +67,7 @@ def load_checkpoint(cell, ckpt_dir: str, strict: bool = True) -> dict:
         raise FileNotFoundError(f"no model.ckpt in checkpoint folder {ckpt_dir}")
     params = ms.load_checkpoint(path)
     own = {p.name: p for p in cell.get_parameters()}
-    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-             for k, v in params.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise ValueError(f"{path}: shapes differ from this config's model (a checkpoint of another config?): "
-                         + "; ".join(wrong[:10]))
+    check_shapes(path, params, own)
     not_loaded, _ = ms.load_param_into_net(cell, params, strict_load=True)
     unexpected = sorted(set(params) - set(own))
     if strict and (not_loaded or unexpected):
