@@ -34,6 +34,7 @@ def _parser():
     ap.add_argument("--max-batch-size", type=int, default=8, help="requests answered together at most")
     ap.add_argument("--batch-window-ms", type=float, default=10.0,
                     help="how long the first request of a burst waits for others (default 10)")
+    ap.add_argument("--served-model-name", help="model id in /v1/models and responses (default: the folder name)")
     ap.add_argument("--max-queue", type=int, default=256, help="queued requests beyond this get 503")
     ap.add_argument("--max-image-mb", type=float, default=10.0, help="largest image accepted (413 above)")
     ap.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted (413 above)")
@@ -49,7 +50,13 @@ def main(argv=None) -> int:
     limits = ServeLimits(max_batch_size=args.max_batch_size, batch_window_s=args.batch_window_ms / 1000.0,
                          max_queue=args.max_queue, max_body_bytes=int(args.max_body_mb * (1 << 20)),
                          max_image_bytes=int(args.max_image_mb * (1 << 20)))
-    app = create_app(lambda: load_engine(args.ckpt, args.config, args.set, args.export_dir, args.backend), limits)
+
+    def engine():
+        e = load_engine(args.ckpt, args.config, args.set, args.export_dir, args.backend)
+        e.name = args.served_model_name or e.name
+        return e
+
+    app = create_app(engine, limits)
     # no timeout_graceful_shutdown: on SIGTERM uvicorn waits for every request in flight, streams included
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

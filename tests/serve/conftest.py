@@ -86,7 +86,7 @@ class Server:
 def server(trained, tmp_path_factory):
     root, ckpt = trained
     srv = Server(ckpt, str(tmp_path_factory.mktemp("serve_log") / "server.log"), "--max-batch-size", "8",
-                 "--max-queue", "64", "--max-image-mb", "0.5", "--max-body-mb", "1")
+                 "--max-queue", "64", "--max-image-mb", "0.5", "--max-body-mb", "1", "--served-model-name", "lman-tiny")
     try:
         srv.wait_ready()
         yield srv

@@ -23,7 +23,9 @@ def test_export_folder_serves_the_checkpoint_answers(trained, server, tmp_path):
             status, _, body = post(url, b)
             assert status == 200, body
             text = body["choices"][0]["message"]["content"]
-            assert text == post(server.url + "/v1/chat/completions", b)[2]["choices"][0]["message"]["content"]
+            status, _, reference = post(server.url + "/v1/chat/completions", b)
+            assert status == 200, (reference, server.tail())
+            assert text == reference["choices"][0]["message"]["content"]
             assert "".join(e["choices"][0]["delta"].get("content", "") for e in stream(url, b)) == text
         status, _, body = post(url, dict(bodies[0], temperature=0.7))
         assert status == 400 and "greedily" in body["error"]["message"]
