@@ -150,9 +150,9 @@ def run(url: str, requests: List[dict], clients: int, timeout: float = 600.0) ->
 
 
 def load_test(url: str, clients: Sequence[int], n_requests: int, max_tokens: int, images: Sequence[str] = (),
-              warmup: int = 1) -> Dict:
+              warmup: int = 2) -> Dict:
     requests = build_requests(n_requests, max_tokens, images)
-    # Every timed pass follows an untimed pass of the same requests at the same concurrency: the server compiles
+    # Every timed pass follows untimed passes of the same requests at the same concurrency: the server compiles
     # one graph per (batch bucket, prompt-length bucket) on first use, seconds each on CPU, which is start-up
     # cost, not throughput.
     for _ in range(warmup):
