@@ -138,6 +138,9 @@ def test_bad_input_is_refused_with_its_code_and_the_server_keeps_answering(serve
     remote = chat_body(png_bytes(1), "x")
     remote["messages"][0]["content"][0]["image_url"]["url"] = "http://example.com/a.png"
     big_image = chat_body(b"\0" * (600 << 10), "x")                # over --max-image-mb 0.5
+    two_images = chat_body(png_bytes(1), "x")
+    two_images["messages"][0]["content"].append(two_images["messages"][0]["content"][0])
+    two_users = dict(ok, messages=[{"role": "user", "content": "Hello."}] + ok["messages"])
     cases = [
         (_raw_post(server, b"{not json"), 400, "not valid JSON"),
         (_raw_post(server, b"[1, 2]"), 400, "JSON object"),
@@ -154,6 +157,9 @@ def test_bad_input_is_refused_with_its_code_and_the_server_keeps_answering(serve
          "last message must be a user message"),
         (post(url, big_image), 413, "over the limit"),
         (_declared_body(server, 2 << 20), 413, "over the limit"),      # over --max-body-mb 1, refused unread
+        (post(url, two_images), 400, "carries one image"),
+        (post(url, two_users), 400, "two user messages in a row"),
+        (post(url, chat_body(png_bytes(1), "Where is the square? " * 120)), 400, "fills the model's context"),
     ]
     for (status, _, body), code, words in cases:
         assert status == code, (words, body)
