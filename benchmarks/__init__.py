@@ -10,6 +10,7 @@ train     mfu             model FLOPs utilisation of that step vs the measured f
 generate  generation      KV-cache greedy decoding vs recompute and vs HF ``generate()`` (tokens/s)
 convert   conversion      HF LLaMA -> MindSpore conversion: peak RSS vs largest shard, seconds vs a file copy
 build     humanins_build  HumanIns build records/s with 2 workers vs 1, on SynthHuman
+serving   serving         tools/serve.py: answer tokens/s with N concurrent clients vs one by one
 ========  ==============  ==========================================================================
 
 Every framework runs in a process of its own with the same intra-op thread count. The framework comparisons
@@ -33,13 +34,13 @@ from .common import BenchContext, BenchmarkResult, Figure, default_threads, thre
 from .machine import BLAS_ENV, describe, load_average
 from .report import run_to_dict
 
-BENCHMARKS = ("train_step", "mfu", "generation", "conversion", "humanins_build")
+BENCHMARKS = ("train_step", "mfu", "generation", "conversion", "humanins_build", "serving")
 SECTIONS = {"train": ("train_step", "mfu"), "generate": ("generation",), "convert": ("conversion",),
-            "build": ("humanins_build",)}
+            "build": ("humanins_build",), "serving": ("serving",)}
 
 
 def resolve(only: Optional[Sequence[str]]) -> List[str]:
-    """Benchmark modules of ``only``: section names (``train,generate,convert,build``) or module names, given as
+    """Benchmark modules of ``only``: section names (``train,generate,convert,build,serving``) or module names, given as
     a list and/or comma-separated; empty or None: all. Raises ``ValueError`` on an unknown name."""
     if not only:
         return list(BENCHMARKS)

@@ -43,7 +43,7 @@ def test_quick_run_json_structure(quick_run):
     for lib in ("mindspore", "mindformers", "torch", "transformers"):
         assert machine["versions"][lib] != "not installed"
     names = [b["name"] for b in data["benchmarks"]]
-    assert names == ["train_step", "mfu", "generation", "conversion", "humanins_build"]
+    assert names == ["train_step", "mfu", "generation", "conversion", "humanins_build", "serving"]
     for bench in data["benchmarks"]:
         assert bench["figures"], bench["name"]
         assert bench["seconds"] > 0
@@ -73,6 +73,8 @@ def test_quick_run_json_structure(quick_run):
             assert all(_positive(row[k]) for k in ("cache_tok_s", "recompute_tok_s", "hf_tok_s"))
     assert by_name["conversion"]["details"]["tensors"] > 0
     assert set(by_name["humanins_build"]["details"]["per_workers"]) == {"1", "2"}
+    serving = by_name["serving"]["details"]
+    assert [r["clients"] for r in serving["runs"]] == [1, 4] and all(not r["errors"] for r in serving["runs"])
 
 
 def test_quick_run_markdown(quick_run):
