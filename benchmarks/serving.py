@@ -7,7 +7,8 @@ answer tokens each: random weights rarely stop early, so every pass generates ab
 and with N concurrent clients, after untimed passes at each concurrency (the server compiles a graph per batch and
 prompt bucket on first use). The figure is aggregate answer tokens/s with N clients against the same requests one
 by one (the faster of the two one-by-one passes); the time to first token of each pass is in the details. Dynamic
-batching is what the ratio measures: requests that arrive together are answered as one left-padded batch on the server's one model thread.
+batching is what the ratio measures: requests that arrive together are answered as one left-padded batch on the
+server's one model thread.
 """
 from __future__ import annotations
 
