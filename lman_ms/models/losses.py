@@ -14,7 +14,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from lman_ms.data.masking import IGNORE_INDEX, mask_tokens  # noqa: F401  (also importable from here)
+from lman_ms.data.masking import IGNORE_INDEX
 
 
 def _l2_normalize(x: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from mindspore import Tensor
 from lman_ms.config import LManConfig
 from lman_ms.data.conversation import template_from_config
 from lman_ms.data.pipeline import RecordSet, Stage2Source
-from lman_ms.models.losses import IGNORE_INDEX
+from lman_ms.data.masking import IGNORE_INDEX
 
 
 class InOrderSource(Stage2Source):

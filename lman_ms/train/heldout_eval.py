@@ -29,7 +29,7 @@ from mindspore import Tensor, nn, ops
 from lman_ms.config import LManConfig
 from lman_ms.data.humanins.errors import AnnotationError
 from lman_ms.data.pipeline import RecordSet, Stage1Source, Stage2Source
-from lman_ms.models.losses import IGNORE_INDEX
+from lman_ms.data.masking import IGNORE_INDEX
 
 EVAL_SPLITS = ("test", "val")
 

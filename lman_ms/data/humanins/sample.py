@@ -4,15 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-TASKS = (
-    "action_recognition",
-    "pedestrian_detection",
-    "pedestrian_attribute",
-    "expression_recognition",
-    "face_detection",
-    "pose_estimation",
-    "caption",  # stage-1 image-caption pairs (COCO captions); not a HumanIns task
-)
+from lman_ms.data.tasks import HUMANINS_TASKS
+
+# the six HumanIns tasks, plus stage 1's image-caption pairs (COCO captions), which are not a HumanIns task
+TASKS = HUMANINS_TASKS + ("caption",)
 
 
 @dataclass
