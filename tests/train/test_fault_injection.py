@@ -32,7 +32,10 @@ real_save = ck.ms.save_checkpoint
 slow = float(os.environ.get("FAULT_SLOW", "0"))
 flags = {flags!r}
 def announced_save(cell, path, *a, **k):
-    step = int(re.search(r"step_(\d+)", path).group(1))
+    found = re.search(r"step_(\d+)", path)
+    if found is None:    # the model folder a stage-2 run ends with (written atomically by the loader)
+        return real_save(cell, path, *a, **k)
+    step = int(found.group(1))
     open(os.path.join(flags, f"save_{{step}}"), "w").close()
     time.sleep(slow)
     real_save(cell, path, *a, **k)
