@@ -17,12 +17,8 @@ from lman_ms.infer.generation_config import GenerationConfig  # noqa: E402
 
 def _parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint folder, training output dir or model folder")
-    src.add_argument("--export_dir", "--export-dir", dest="export_dir", help="folder written by tools/export.py")
-    ap.add_argument("--config", help="YAML config (default: config.yaml beside the weights)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    ap.add_argument("--backend", choices=("graphcell", "lite"), default="graphcell", help="runtime of --export_dir")
+    from lman_ms.serve.engine import add_model_arguments
+    add_model_arguments(ap)
     ap.add_argument("--image", help="the image to talk about (or /image PATH in the chat)")
     ap.add_argument("--task", help="task of the image (its input size)")
     defaults = GenerationConfig()

@@ -22,13 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def _parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint folder, training output dir or model folder")
-    src.add_argument("--export_dir", "--export-dir", dest="export_dir", help="folder written by tools/export.py")
-    ap.add_argument("--config", help="YAML config (default: config.yaml beside the weights)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    ap.add_argument("--backend", choices=("graphcell", "lite"), default="graphcell",
-                    help="runtime of --export_dir (default graphcell)")
+    from lman_ms.serve.engine import add_model_arguments
+    add_model_arguments(ap)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--max-batch-size", type=int, default=8, help="requests answered together at most")

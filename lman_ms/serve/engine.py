@@ -20,7 +20,34 @@ from lman_ms.serve.conversation import Conversation, prompt_ids
 OnToken = Callable[[int, np.ndarray, np.ndarray], Optional[np.ndarray]]
 
 
-class CheckpointEngine:
+class _Engine:
+    """What both engines do alike once they have a tokenizer, a template and per-task input sizes."""
+
+    tokenizer = None
+    template: VicunaTemplate
+
+    def input_size(self, task: Optional[str]) -> int:
+        raise NotImplementedError
+
+    def prompt_ids(self, conv: Conversation) -> List[int]:
+        return prompt_ids(self.tokenizer, self.template, conv)
+
+    def pixels(self, image_bytes: bytes, task: Optional[str]) -> np.ndarray:
+        return load_image(io.BytesIO(image_bytes), self.input_size(task))
+
+
+def add_model_arguments(ap) -> None:
+    """The model-source options of tools/serve.py and tools/chat.py (the arguments of :func:`load_engine`)."""
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="checkpoint folder, training output dir or model folder")
+    src.add_argument("--export_dir", "--export-dir", dest="export_dir", help="folder written by tools/export.py")
+    ap.add_argument("--config", help="YAML config (default: config.yaml beside the weights)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    ap.add_argument("--backend", choices=("graphcell", "lite"), default="graphcell",
+                    help="runtime of --export_dir (default graphcell)")
+
+
+class CheckpointEngine(_Engine):
     """A training checkpoint folder, output dir or model folder, through ``LManPredictor``."""
 
     greedy_only = False
@@ -55,12 +82,6 @@ class CheckpointEngine:
         t = VicunaTemplate(system=system, user=self.template.user, assistant=self.template.assistant)
         return template_prefix(self.tokenizer, t)[None].astype(np.int32)
 
-    def prompt_ids(self, conv: Conversation) -> List[int]:
-        return prompt_ids(self.tokenizer, self.template, conv)
-
-    def pixels(self, image_bytes: bytes, task: Optional[str]) -> np.ndarray:
-        return load_image(io.BytesIO(image_bytes), self.input_size(task))
-
     def generate(self, pixels: np.ndarray, adapter_texts: Sequence[str], prompts: Sequence[List[int]],
                  generation: dict, on_token: Optional[OnToken] = None,
                  system: Optional[str] = None) -> List[List[int]]:
@@ -81,7 +102,7 @@ class CheckpointEngine:
         return out.sequences[:on_token.rows]
 
 
-class ExportEngine:
+class ExportEngine(_Engine):
     """An export folder (``tools/export.py``) through ``LiteRunner``: fixed shapes, greedy decoding. Tokens reach
     ``on_token`` after the batch is decoded (the runner's loop has no callback), so a stream arrives in one piece."""
 
@@ -109,12 +130,6 @@ class ExportEngine:
         if self.visual_len + prompt_len > self.runner.prefill_len:
             return 0
         return self.runner.cache_len - self.runner.prefill_len + 1
-
-    def prompt_ids(self, conv: Conversation) -> List[int]:
-        return prompt_ids(self.tokenizer, self.template, conv)
-
-    def pixels(self, image_bytes: bytes, task: Optional[str]) -> np.ndarray:
-        return load_image(io.BytesIO(image_bytes), self.input_size(task))
 
     def generate(self, pixels: np.ndarray, adapter_texts: Sequence[str], prompts: Sequence[List[int]],
                  generation: dict, on_token: Optional[OnToken] = None,
