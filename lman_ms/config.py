@@ -36,6 +36,9 @@ class VisionConfig:
     num_channels: int = 3
     layer_norm_eps: float = 1e-5
     hidden_act: str = "quick_gelu"
+    # How a ViT trained from scratch starts its position embeddings (a converted CLIP overwrites them): "normal"
+    # (small random, as HF's init) or "sincos" (2-D sine-cosine at unit scale, as MAE's; docs/localisation.md).
+    position_embedding_init: str = "normal"
 
 
 @dataclass
@@ -225,6 +228,9 @@ class LManConfig:
                 if getattr(sub, name) % sub.num_attention_heads:
                     raise ConfigError(f"{sec}.{name} ({getattr(sub, name)}) is not divisible by "
                                       f"{sec}.num_attention_heads ({sub.num_attention_heads})")
+        if self.vision.position_embedding_init not in ("normal", "sincos"):
+            raise ConfigError("vision.position_embedding_init must be 'normal' or 'sincos', got "
+                              f"{self.vision.position_embedding_init!r}")
         if self.train.stage not in (1, 2):
             raise ConfigError(f"train.stage must be 1 or 2, got {self.train.stage}")
         if self.train.eval_steps < 0 or self.train.eval_max_batches < 1:

@@ -34,6 +34,16 @@ DEMO_TASKS = [
 ]
 
 
+# What each --profile runs; an option given on the command line overrides its profile's value. Measured in
+# docs/demo.md (time, metrics) and docs/localisation.md (what the location parts bring).
+PROFILES = {
+    # <= 20 min on 2 cores
+    "default": {"warmup_steps": 1000, "warmup_location": True, "stage1_steps": None, "stage2_steps": None},
+    # <= 2 h on 2 cores
+    "full": {"warmup_steps": 3000, "warmup_location": True, "stage1_steps": None, "stage2_steps": 8000},
+}
+
+
 def _stage_done(out: str, max_steps: int) -> bool:
     """Whether ``out`` holds a checkpoint at ``max_steps`` (the requested count, so that a larger
     ``--stage2-steps`` continues an earlier run instead of taking it as finished)."""
@@ -95,7 +105,7 @@ def run_stage(config: str, overrides: List[str], out: str) -> str:
 
 
 def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: str, steps: int,
-                      later: str = "") -> dict:
+                      later: str = "", location: bool = False) -> dict:
     """The tiny demo's stand-in for CLIP's pretraining (lman_ms/train/visual_warmup.py); ``out`` keeps the
     checkpoint and its held-out scores, so a rerun reuses them. A warm-up of another length under an existing
     ``later`` stage (stage 1's folder) is refused: that stage was trained from the old one, and the demo never
@@ -104,17 +114,19 @@ def run_visual_warmup(cfg_path: str, overrides: List[str], humanins: str, out: s
     from lman_ms.train.visual_warmup import warmup_visual
     from lman_ms.utils.io import atomic_write_text
     ckpt, scores = os.path.join(out, "visual_warmup.ckpt"), os.path.join(out, "scores.json")
-    if os.path.isfile(ckpt) and os.path.isfile(scores) and json.load(open(scores))["steps"] == steps:
+    same = lambda s: s["steps"] == steps and s.get("location", False) == location   # noqa: E731
+    if os.path.isfile(ckpt) and os.path.isfile(scores) and same(json.load(open(scores))):
         logger.info("visual warm-up: reusing %s", ckpt)
     else:
         if later and os.path.isdir(os.path.join(later, "checkpoints")):
-            raise SystemExit(f"error: {later} was trained from an earlier visual warm-up than --warmup-steps {steps}; "
-                             "start over with --fresh or another OUTPUT_DIR")
+            raise SystemExit(f"error: {later} was trained from another visual warm-up than --warmup-steps {steps}"
+                             f"{' with' if location else ' without'} location heads; start over with --fresh or "
+                             "another OUTPUT_DIR")
         import mindspore as ms
         cfg = load_config(cfg_path, overrides)
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
-        result = warmup_visual(cfg, humanins, ckpt, steps, seed=cfg.train.seed)
-        atomic_write_text(scores, json.dumps({"steps": steps, **result}, indent=2) + "\n")
+        result = warmup_visual(cfg, humanins, ckpt, steps, seed=cfg.train.seed, location=location)
+        atomic_write_text(scores, json.dumps({"steps": steps, "location": location, **result}, indent=2) + "\n")
     return {"checkpoint": ckpt, **json.load(open(scores))}
 
 
@@ -260,7 +272,8 @@ def write_report(out: str, result: dict, timings: Dict[str, float], settings: di
                       json.dumps({**result, "timings": timings, "settings": settings}, indent=2) + "\n")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with every option the user left out taken from ``--profile``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="output/demo", help="output folder (default output/demo)")
     ap.add_argument("--num", type=int, default=600, help="SynthHuman images per source (default 600)")
@@ -269,16 +282,31 @@ def main(argv=None) -> int:
                          "label does (default 3000, ~3 s to draw and convert; 0: --num)")
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
-    ap.add_argument("--warmup-steps", type=int, default=1000,
-                    help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; default 1000)")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                    help="default: <= 20 min on 2 cores; full: <= 2 h, longer warm-up and stage 2 (the options below "
+                         "override its values)")
+    ap.add_argument("--warmup-steps", type=int, default=None,
+                    help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; profile default "
+                         "1000, full 3000)")
+    ap.add_argument("--warmup-location", action=argparse.BooleanOptionalAction, default=None,
+                    help="the warm-up also trains where-heads for person / face boxes and joints (profiles: on)")
     ap.add_argument("--stage1-steps", type=int, default=None, help="override train.max_steps of stage 1")
-    ap.add_argument("--stage2-steps", type=int, default=None, help="override train.max_steps of stage 2")
+    ap.add_argument("--stage2-steps", type=int, default=None,
+                    help="override train.max_steps of stage 2 (profile default: the config's, full 8000)")
     ap.add_argument("--eval-per-dataset", type=int, default=60, help="test images answered per source")
     ap.add_argument("--pictures", type=int, default=2, help="pictures of answers per source")
     ap.add_argument("--workers", type=int, default=2, help="HumanIns build workers")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", action="store_true", help="delete OUTPUT_DIR first")
     args = ap.parse_args(argv)
+    for key, value in PROFILES[args.profile].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
     if args.fresh and os.path.isdir(args.out):
         import shutil
@@ -298,7 +326,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         learning["visual_warmup"] = run_visual_warmup(args.stage1_config, s1, paths["humanins"],
                                                       os.path.join(args.out, "visual_warmup"), args.warmup_steps,
-                                                      os.path.join(args.out, "stage1"))
+                                                      os.path.join(args.out, "stage1"), args.warmup_location)
         timings["visual warm-up"] = time.perf_counter() - t
     s1 = s1 + stage1_start(learning.get("visual_warmup"))
     t = time.perf_counter()

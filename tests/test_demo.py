@@ -46,7 +46,8 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     assert {r["dataset"] for r in label_caps} == {"rafdb", "stanford40", "pa100k"}
     # the visual warm-up ran first, scored its classifiers, and stage 1 started from its ViT + adapter
     warm = doc["learning"]["visual_warmup"]
-    assert warm["steps"] == 3 and set(warm["after"]) == {"rafdb", "stanford40", "pa100k"}
+    assert warm["steps"] == 3 and warm["location"] is True
+    assert set(warm["after"]) == {"rafdb", "stanford40", "pa100k", "coco_person", "mpii", "wider_face"}
     assert "Visual warm-up (3 steps)" in report
     per = warm["steps_per_source"]
     assert set(per) == set(warm["after"]) and sum(per.values()) == 3 and f"({per['pa100k']} steps)" in report
@@ -81,3 +82,16 @@ def test_stage1_starts_from_the_warmup_or_trains_the_vit():
     assert warm.init_checkpoint == "/w/visual_warmup.ckpt" and warm.freeze_vision is True    # frozen, as the paper
     cold = load_config(cfg, stage1_start(None)).train
     assert cold.init_checkpoint == "" and cold.freeze_vision is False    # --warmup-steps 0: a random ViT learns
+
+
+def test_profiles_fill_what_the_command_line_leaves_out():
+    from lman_ms.demo import PROFILES, parse_args
+    default = parse_args([])
+    assert default.profile == "default" and default.warmup_location is True
+    assert (default.warmup_steps, default.stage2_steps) == (PROFILES["default"]["warmup_steps"], None)
+    full = parse_args(["--profile", "full"])
+    assert (full.warmup_steps, full.stage2_steps) == (PROFILES["full"]["warmup_steps"],
+                                                      PROFILES["full"]["stage2_steps"])
+    assert full.stage2_steps > 1600 and full.warmup_steps > default.warmup_steps
+    mine = parse_args(["--profile", "full", "--stage2-steps", "5", "--no-warmup-location"])
+    assert mine.stage2_steps == 5 and mine.warmup_location is False and mine.warmup_steps == full.warmup_steps

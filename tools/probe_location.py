@@ -78,13 +78,14 @@ def main(argv=None):
     if not humanins or not checkpoints:
         ap.error("give --demo, or --humanins and at least one --checkpoint")
 
-    from lman_ms.eval.probes import TARGETS, dump, format_table, run_probes
+    from lman_ms.eval.probes import TARGETS, dump, format_position_table, format_table, run_probes
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
         ap.error(f"unknown --targets {unknown}; known: {sorted(TARGETS)}")
     out = run_probes(checkpoints, humanins, args.targets, config, args.dim, args.fit, args.seed,
                      not args.no_instruction, args.limit, log=lambda m: print(m, flush=True))
     table = format_table(out["results"], {t: TARGETS[t][1] for t in args.targets})
+    table += "\n\n" + format_position_table(out["results"])
     print(table)
     path = args.out or (os.path.join(args.demo, "probes.json") if args.demo else None)
     if path:

@@ -25,6 +25,9 @@ def main(argv=None):
                     help="optimizer steps, shared by the sources in proportion to sqrt(labels per head), interleaved")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup + cosine)")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--location", action="store_true",
+                    help="also train a where-head per localisation source (person / face box coverage and joint "
+                         "heatmaps on a grid, from the query outputs side by side)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
@@ -36,7 +39,8 @@ def main(argv=None):
     try:
         cfg = load_config(args.config, args.set)
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
-        result = warmup_visual(cfg, args.records, args.out, args.steps, args.lr, args.batch_size, cfg.train.seed)
+        result = warmup_visual(cfg, args.records, args.out, args.steps, args.lr, args.batch_size, cfg.train.seed,
+                               location=args.location)
     except (ConfigError, AnnotationError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -165,6 +165,54 @@ def feature_sites(model, images: np.ndarray, instruction_ids: np.ndarray, instru
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
+def token_position_r2(model, images: np.ndarray, batch_size: int = 32) -> Dict[str, Dict[str, float]]:
+    """How well one patch token's *content* tells where it is, per ViT state the adapter reads (V_0 and each V_2k):
+    a ridge from the token (alone, index not given) to its grid column and row, fitted on the first half of the
+    pictures and scored (R^2) on the second. The flattened probes above see the token's index; a cross-attention,
+    which averages contents, sees only this."""
+    from mindspore import Tensor
+    layers = [0] + [model.adapter.vision_index(k, len(model.vision_model.blocks) + 1)
+                    for k in range(len(model.adapter.layers))]
+    states = {l: [] for l in layers}
+    for i in range(0, len(images), batch_size):
+        hidden = model.vision_model(Tensor(images[i:i + batch_size]))
+        for l in layers:
+            states[l].append(hidden[l].asnumpy()[:, 1:].astype(np.float64))
+    out = {}
+    for l in layers:
+        x = np.concatenate(states[l])                                        # (N, P, D)
+        n, p, _ = x.shape
+        gh = int(round(np.sqrt(p)))
+        gw = p // gh
+        rows, cols = np.divmod(np.arange(p), gw)
+        where = np.stack([cols, rows], 1).astype(np.float64)
+        half = n // 2
+        xtr, xte = x[:half].reshape(-1, x.shape[-1]), x[half:].reshape(-1, x.shape[-1])
+        ytr, yte = np.tile(where, (half, 1)), np.tile(where, (n - half, 1))
+        mu, ym = xtr.mean(0), ytr.mean(0)
+        a = xtr - mu
+        w = np.linalg.solve(a.T @ a + 1e-2 * np.eye(a.shape[1]), a.T @ (ytr - ym))
+        pred = (xte - mu) @ w + ym
+        r2 = 1 - ((pred - yte) ** 2).sum(0) / ((yte - yte.mean(0)) ** 2).sum(0)
+        out[f"V_{l}"] = {"r2_x": float(r2[0]), "r2_y": float(r2[1])}
+    return out
+
+
+def format_position_table(results: Dict[str, Dict[str, dict]]) -> str:
+    """Markdown: rows = ViT states, columns = checkpoints; each cell R^2 of (column, row) from one token."""
+    labels = [c for c in results if "token_position" in results[c]]
+    if not labels:
+        return ""
+    states = list(results[labels[0]]["token_position"])
+    lines = ["| ViT state (one patch token's content) | " + " | ".join(f"R2 x / y @ {c}" for c in labels) + " |",
+             "|" + "---|" * (len(labels) + 1)]
+    for st in states:
+        cells = [results[c]["token_position"].get(st) for c in labels]
+        lines.append(f"| {st} | " + " | ".join("n/a" if v is None else f"{v['r2_x']:.2f} / {v['r2_y']:.2f}"
+                                              for v in cells) + " |")
+    return "\n".join(lines)
+
+
 def site_order(names) -> List[str]:
     """Sites in the order the image flows through them (a, b1..bm, c, d); other names after them, by name."""
     def key(n):
@@ -384,6 +432,10 @@ def run_probes(checkpoints: Dict[str, Optional[str]], humanins_dir: str, targets
             results[label][target] = probe_all(feats[0], feats[1], train, test, dim, fit, seed)
             log(f"{label} {target} ({len(train.y)} train / {len(test.y)} held-out pictures at {size} px): "
                 + ", ".join(f"{site} {s[HEADLINE[train.kind]]:.3f}" for site, s in results[label][target].items()))
+            if "token_position" not in results[label]:      # on the first target's held-out pictures
+                results[label]["token_position"] = token_position_r2(model, test.images)
+                log(f"{label} position from one token's content, R^2 x / y: " + ", ".join(
+                    f"{k} {v['r2_x']:.2f} / {v['r2_y']:.2f}" for k, v in results[label]["token_position"].items()))
     settings = {"humanins": humanins_dir, "targets": list(targets), "dim": dim, "fit": fit, "seed": seed,
                 "instruction": instruction, "limit": limit, "checkpoints": {k: v for k, v in checkpoints.items()}}
     return {"results": results, "kinds": kinds, "settings": settings}

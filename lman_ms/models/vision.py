@@ -17,7 +17,8 @@ from functools import partial
 from typing import Tuple
 
 import mindspore as ms
-from mindspore import ops
+import numpy as np
+from mindspore import Tensor, ops
 from mindcv.models.layers.mlp import Mlp
 from mindcv.models.vit import VisionTransformer
 
@@ -55,6 +56,26 @@ def bicubic_matrix(in_size: int, out_size: int):
     return matrix
 
 
+def sincos_position_embedding(dim: int, grid: int) -> np.ndarray:
+    """(1 + grid * grid, dim) 2-D sine-cosine position embeddings (MAE's ``get_2d_sincos_pos_embed``; zeros for the
+    class token): half the channels encode the column, half the row, at geometric frequencies.
+
+    A ViT trained from scratch that starts from small random position embeddings (std 0.02, beside patch tokens
+    of norm ~1) keeps where a patch is only in the token's index, not in its content: a cross-attention, which
+    averages contents, then loses location (docs/localisation.md). At unit scale a token's content says where it
+    is from the first step."""
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+    ys, xs = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64), indexing="ij")
+
+    def encode(pos):
+        angles = pos.reshape(-1)[:, None] * omega[None]
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+    patches = np.concatenate([encode(xs), encode(ys)], axis=1)
+    return np.concatenate([np.zeros((1, dim)), patches]).astype(np.float32)
+
+
 class CLIPVisionEncoder(VisionTransformer):
     """CLIP ViT returning all ``num_hidden_layers + 1`` hidden states (paper eq. 1).
 
@@ -73,6 +94,9 @@ class CLIPVisionEncoder(VisionTransformer):
             mlp_layer=mlp_layer, num_classes=0, global_pool="token")
         self.config = config
         self.grid = config.image_size // config.patch_size
+        if config.position_embedding_init == "sincos":
+            self.pos_embed.set_data(Tensor(sincos_position_embedding(config.hidden_size, self.grid)[None],
+                                           self.pos_embed.dtype))
 
     def _position_embeddings(self, height: int, width: int):
         """(1, 1 + height * width, D) position embeddings for a height x width patch grid."""

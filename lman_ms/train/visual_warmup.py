@@ -28,6 +28,13 @@ logger = logging.getLogger("lman_ms.train")
 
 SINGLE_LABEL = ("expression_recognition", "action_recognition")
 MULTI_LABEL = ("pedestrian_attribute",)
+# Where-signals for the localisation tasks (docs/localisation.md): the probes found the adapter's query outputs at
+# chance for boxes and joints after a warm-up of labels alone, as none of its losses needs location.
+OCCUPANCY = ("pedestrian_detection", "face_detection")      # which cells of a grid the boxes cover
+HEATMAP = ("pose_estimation",)                              # which cell each joint is in
+LOCATION_TASKS = OCCUPANCY + HEATMAP
+GRID = 16                                                   # cells per side of the location targets
+LOCATION_WEIGHT = 16       # a location source's share of the steps counts as 16 labels' (a pose's joints)
 
 
 @dataclass
@@ -42,6 +49,23 @@ class LabelledSet:
     @property
     def multi_label(self) -> bool:
         return self.task in MULTI_LABEL
+
+    @property
+    def kind(self) -> str:
+        if self.task in OCCUPANCY:
+            return "occupancy"
+        if self.task in HEATMAP:
+            return "heatmap"
+        return "multi" if self.multi_label else "single"
+
+    @property
+    def flat(self) -> bool:
+        """Whether its head reads the query outputs side by side (anything about where) or their mean."""
+        return self.kind != "single"
+
+    @property
+    def outputs(self) -> int:
+        return self.y.shape[1] if self.y.ndim == 2 else len(self.names)
 
 
 def load_labelled(humanins_dir: str, split: str, image_size: int, limit: Optional[int] = None
@@ -61,6 +85,58 @@ def load_labelled(humanins_dir: str, split: str, image_size: int, limit: Optiona
         images = np.stack([load_image(r["image_path"], image_size, crop_box_of(r)) for r in rows])
         dtype = np.float32 if task in MULTI_LABEL else np.int32
         out[ds] = LabelledSet(ds, task, images.astype(np.float32), np.asarray(ys, dtype), names)
+    return out
+
+
+def _coverage(boxes, width: float, height: float, grid: int = GRID) -> np.ndarray:
+    """(grid * grid,) the fraction of each cell that the union of ``boxes`` (pixels) covers, on a fine raster."""
+    fine = 4 * grid
+    mask = np.zeros((fine, fine), np.float32)
+    for x1, y1, x2, y2 in boxes:
+        c1, c2 = int(np.floor(x1 / width * fine)), int(np.ceil(x2 / width * fine))
+        r1, r2 = int(np.floor(y1 / height * fine)), int(np.ceil(y2 / height * fine))
+        mask[max(0, r1):min(fine, r2), max(0, c1):min(fine, c2)] = 1.0
+    return mask.reshape(grid, 4, grid, 4).mean((1, 3)).reshape(-1)
+
+
+def _joint_maps(people, width: float, height: float, grid: int = GRID, sigma: float = 0.75) -> np.ndarray:
+    """(K * grid * grid,) per joint a Gaussian over the cells around it (sigma in cells), normalised to sum 1;
+    all zeros for a joint not labelled. Every person of the picture adds to the same maps."""
+    kp = np.asarray(people, np.float64)                                     # (P, K, 3)
+    centres = (np.arange(grid) + 0.5)
+    maps = np.zeros((kp.shape[1], grid, grid), np.float64)
+    for p in kp:
+        for k, (x, y, v) in enumerate(p):
+            if v <= 0:
+                continue
+            gx, gy = x / width * grid, y / height * grid
+            maps[k] += np.exp(-((centres[None, :] - gx) ** 2 + (centres[:, None] - gy) ** 2) / (2 * sigma ** 2))
+    total = maps.sum((1, 2), keepdims=True)
+    maps = np.where(total > 0, maps / np.maximum(total, 1e-12), 0.0)
+    return maps.reshape(-1).astype(np.float32)
+
+
+def load_location(humanins_dir: str, split: str, image_size: int, limit: Optional[int] = None
+                  ) -> Dict[str, LabelledSet]:
+    """One entry per source of the localisation tasks, one row per whole picture: ``y`` is the cell coverage of
+    its boxes (detection) or its joint heatmaps (pose) on a GRID x GRID grid of the picture."""
+    from lman_ms.data.pipeline import RecordSet, load_image
+    records = RecordSet.load(humanins_dir, split, tasks=list(LOCATION_TASKS)).records
+    by_source: Dict[str, Dict[str, dict]] = {}
+    for r in records:
+        by_source.setdefault(r["dataset"], {}).setdefault(r["image_path"], r)
+    out = {}
+    for ds, pics in sorted(by_source.items()):
+        rows = list(pics.values())[:limit]
+        task = rows[0]["task"]
+        if task in HEATMAP:
+            names = list(rows[0]["target"]["keypoint_names"])
+            ys = [_joint_maps(r["target"]["keypoints"], r["width"], r["height"]) for r in rows]
+        else:
+            names = [f"cell{i}" for i in range(GRID * GRID)]
+            ys = [_coverage(r["target"]["boxes"], r["width"], r["height"]) for r in rows]
+        images = np.stack([load_image(r["image_path"], image_size) for r in rows])
+        out[ds] = LabelledSet(ds, task, images.astype(np.float32), np.stack(ys).astype(np.float32), names)
     return out
 
 
@@ -90,8 +166,9 @@ class VisualClassifier(nn.Cell):
         super().__init__(auto_prefix=False)
         self.vision_model, self.adapter = model.vision_model, model.adapter
         a = model.config.adapter
-        self.flat = [s.multi_label for s in sources.values()]
-        self.heads = nn.CellList([nn.Dense(a.hidden_size * (a.num_query_tokens if flat else 1), len(s.names))
+        self.index = {name: k for k, name in enumerate(sources)}       # which head a source trains
+        self.flat = [s.flat for s in sources.values()]
+        self.heads = nn.CellList([nn.Dense(a.hidden_size * (a.num_query_tokens if flat else 1), s.outputs)
                                   for flat, s in zip(self.flat, sources.values())])
         n = a.num_instruction_tokens
         self.no_ids, self.no_mask = Tensor(np.zeros((1, n), np.int32)), Tensor(np.zeros((1, n), np.float32))
@@ -112,7 +189,8 @@ class VisualClassifier(nn.Cell):
 def source_schedule(sources: List[LabelledSet], steps: int) -> List[int]:
     """Which source each step trains: in proportion to the square root of its head's outputs (26 attributes get
     about twice the steps of a 7-way label), interleaved so every source is trained all along."""
-    weights = np.sqrt([len(s.names) for s in sources], dtype=np.float64)
+    weights = np.sqrt([len(s.names) if s.kind in ("single", "multi") else LOCATION_WEIGHT for s in sources],
+                      dtype=np.float64)
     credit, order = np.zeros(len(sources)), []
     for _ in range(steps):     # smooth weighted round robin: deterministic, no source starves
         credit += weights
@@ -129,7 +207,10 @@ class _Loss(nn.Cell):
 
     def __init__(self, net: VisualClassifier, head: int, source: LabelledSet):
         super().__init__(auto_prefix=False)
-        self.net, self.head, self.multi_label = net, head, source.multi_label
+        self.net, self.head, self.kind = net, head, source.kind
+        self.multi_label = source.multi_label
+        if self.kind == "heatmap":
+            self.joints = len(source.names)
         if self.multi_label:
             ratio = source.y.mean(0)
             self.weight = Tensor(np.exp(ratio)[None].astype(np.float32))
@@ -137,6 +218,13 @@ class _Loss(nn.Cell):
 
     def construct(self, x, y):
         logits = self.net(x, self.head)
+        if self.kind == "occupancy":
+            return ops.binary_cross_entropy_with_logits(logits, y, ops.ones_like(logits), ops.ones_like(logits))
+        if self.kind == "heatmap":     # cross-entropy of each joint's cell distribution against its Gaussian
+            b = logits.shape[0]
+            logp = ops.log_softmax(logits.reshape(b, self.joints, -1), -1)
+            t = y.reshape(b, self.joints, -1)
+            return -(t * logp).sum() / ops.maximum(t.sum(), 1.0)
         if self.multi_label:
             return ops.binary_cross_entropy_with_logits(logits, y, ops.broadcast_to(self.weight, logits.shape),
                                                         ops.broadcast_to(self.pos_weight, logits.shape))
@@ -148,29 +236,59 @@ def evaluate(net: VisualClassifier, sources: Dict[str, LabelledSet], batch: int 
     from lman_ms.eval.metrics.attributes import attribute_metrics
     net.set_train(False)
     out = {}
-    for k, s in enumerate(sources.values()):
+    for name, s in sources.items():
+        k = net.index[name]
         logits = np.concatenate([net(Tensor(s.images[i:i + batch]), k).asnumpy()
                                  for i in range(0, len(s.images), batch)])
-        out[s.dataset] = (attribute_metrics(s.y.astype(np.int64), (logits > 0).astype(np.int64))["mA"]
-                          if s.multi_label else float((logits.argmax(-1) == s.y).mean()))
+        if s.kind == "occupancy":      # IoU of the covered cells (coverage > 1/2), over the whole set
+            pred, true = logits > 0, s.y > 0.5
+            out[s.dataset] = float((pred & true).sum() / max(1, (pred | true).sum()))
+        elif s.kind == "heatmap":      # joints whose most likely cell is within one cell of the true one
+            n, j = len(logits), len(s.names)
+            p = logits.reshape(n, j, -1).argmax(-1)
+            t = s.y.reshape(n, j, -1)
+            has, tc = t.sum(-1) > 0, t.argmax(-1)
+            near = (np.abs(p // GRID - tc // GRID) <= 1) & (np.abs(p % GRID - tc % GRID) <= 1)
+            out[s.dataset] = float(near[has].mean()) if has.any() else 0.0
+        else:
+            out[s.dataset] = (attribute_metrics(s.y.astype(np.int64), (logits > 0).astype(np.int64))["mA"]
+                              if s.multi_label else float((logits.argmax(-1) == s.y).mean()))
     net.set_train(True)
     return out
 
 
+def _load_split(humanins_dir: str, split: str, image_size: int, location: bool) -> Dict[str, LabelledSet]:
+    """The labelled sources (and with ``location`` the localisation ones) that have records in ``split``."""
+    out: Dict[str, LabelledSet] = {}
+    for load in (load_labelled, load_location) if location else (load_labelled,):
+        try:
+            out.update(load(humanins_dir, split, image_size))
+        except ValueError as e:      # no records of those tasks in this split
+            if not str(e).startswith(f"no {split} records"):
+                raise
+    if not out:
+        raise ValueError(f"{humanins_dir}: no {split} records of "
+                         f"{SINGLE_LABEL + MULTI_LABEL + (LOCATION_TASKS if location else ())} to warm up on")
+    return out
+
+
 def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int, learning_rate: float = 1e-3,
-                  batch_size: int = 32, seed: int = 0, log_steps: int = 50) -> Dict[str, Dict[str, float]]:
+                  batch_size: int = 32, seed: int = 0, log_steps: int = 50, location: bool = False
+                  ) -> Dict[str, Dict[str, float]]:
     """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save
     them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file).
-    Returns the held-out scores before and after, and the steps each source was trained."""
+    ``location`` adds a where-head per source of the localisation tasks (box coverage or joint heatmaps on a grid,
+    read from the query outputs side by side). Returns the held-out scores before and after, and the steps each
+    source was trained."""
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
         raise ValueError(f"{out_ckpt}: the warm-up checkpoint must be a .ckpt file")
     image_size = cfg.vision.image_size
-    train = load_labelled(humanins_dir, "train", image_size)
+    train = _load_split(humanins_dir, "train", image_size, location)
     if not train:
         raise ValueError(f"{humanins_dir}: no training records of {SINGLE_LABEL + MULTI_LABEL} to warm up on")
     try:
-        test = {k: v for k, v in load_labelled(humanins_dir, "test", image_size).items() if k in train}
+        test = {k: v for k, v in _load_split(humanins_dir, "test", image_size, location).items() if k in train}
     except ValueError:          # no held-out split: train, but report no scores
         test = {}
     ms.set_seed(seed)

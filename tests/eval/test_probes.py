@@ -148,8 +148,31 @@ def test_cli_probes_a_random_model_and_writes_the_table(synth_humanins, tmp_path
         assert all(0.0 <= v <= 1.0 for s in sites.values() for v in s.values())
     table = (tmp_path / "probes.md").read_text()
     assert "(a) ViT patch tokens" in table and "person_boxes @ random" in table and "chance" in table
+    # how well one token's content says where it is, for V_0 and the states the adapter reads (V_2, V_4)
+    where = result["results"]["random"]["token_position"]
+    assert set(where) == {"V_0", "V_2", "V_4"} and all(v["r2_x"] <= 1.0 for v in where.values())
+    assert "| V_2 |" in table
     with pytest.raises(SystemExit):
         main(["--humanins", synth_humanins, "--checkpoint", "random"])           # no '='
+
+
+def test_token_position_r2_reads_sincos_positions_and_not_small_random_ones():
+    """With sin-cos position embeddings a token's content gives its column and row; with the small random init of
+    HF's CLIP (std 0.02 beside patch tokens of norm ~1) hardly at all: what the adapter's cross-attention can read."""
+    import mindspore as ms
+    from lman_ms.config import load_config
+    from lman_ms.eval.probes import token_position_r2
+    from lman_ms.train.visual_warmup import VisualPath
+    rng = np.random.default_rng(0)      # flat backgrounds with a little texture, as SynthHuman's mostly are
+    images = (rng.normal(size=(16, 3, 1, 1)) + 0.2 * rng.normal(size=(16, 3, 64, 64))).astype(np.float32)
+    r2 = {}
+    for init in ("normal", "sincos"):
+        ms.set_seed(0)
+        model = VisualPath(load_config(TINY, [f"vision.position_embedding_init={init}"]))
+        model.set_train(False)
+        r2[init] = token_position_r2(model, images)
+    assert min(min(v.values()) for v in r2["sincos"].values()) > 0.8, r2
+    assert max(max(v.values()) for v in r2["normal"].values()) < 0.5, r2
 
 
 def test_table_marks_missing_sites():

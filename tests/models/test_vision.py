@@ -95,3 +95,36 @@ def test_any_intermediate_size_and_gelu():
     enc = CLIPVisionEncoder(cfg)
     assert tuple(enc.blocks[0].mlp.fc1.weight.shape) == (37, 24)
     assert [s.shape for s in enc(ms.Tensor(_pixels(12, 12, batch=1)))] == [(1, 5, 24)] * 2
+
+
+def test_sincos_position_embeddings_say_where_a_token_is():
+    """The from-scratch init: each patch row encodes its column and row (MAE's 2-D sin-cos; the class token 0), so
+    a token's content, not only its index, carries its place: a linear read-out recovers (x, y) exactly."""
+    from lman_ms.models.vision import sincos_position_embedding
+    grid, dim = 8, 96
+    pe = sincos_position_embedding(dim, grid)
+    assert pe.shape == (1 + grid * grid, dim) and not pe[0].any() and np.abs(pe).max() <= 1.0
+    ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    where = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    a = np.c_[pe[1:], np.ones(grid * grid)]
+    coef, *_ = np.linalg.lstsq(a, where, rcond=None)
+    np.testing.assert_allclose(a @ coef, where, atol=1e-6)
+    # the column half does not depend on the row and vice versa
+    np.testing.assert_array_equal(pe[1:1 + grid, : dim // 2], pe[1 + grid:1 + 2 * grid, : dim // 2])
+    np.testing.assert_array_equal(pe[1::grid, dim // 2:], pe[2::grid, dim // 2:])
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_position_embedding(30, grid)
+
+
+def test_vision_encoder_starts_from_the_configured_position_embeddings():
+    from lman_ms.config import ConfigError, LManConfig
+    from lman_ms.models.vision import sincos_position_embedding
+    cfg = VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       image_size=32, patch_size=8, position_embedding_init="sincos")
+    enc = CLIPVisionEncoder(cfg)
+    np.testing.assert_array_equal(enc.pos_embed.asnumpy()[0], sincos_position_embedding(32, 4))
+    normal = CLIPVisionEncoder(VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, image_size=32, patch_size=8))
+    assert np.abs(normal.pos_embed.asnumpy()).max() < 0.2         # the small random init otherwise
+    with pytest.raises(ConfigError, match="position_embedding_init"):
+        LManConfig.from_dict({"vision": {"position_embedding_init": "learned"}})

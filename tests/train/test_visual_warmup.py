@@ -71,7 +71,7 @@ def test_warmup_cli_refuses_a_non_ckpt_path_and_missing_records(toy, tmp_path):
 def test_source_schedule_shares_steps_by_the_square_root_of_the_head_size():
     from types import SimpleNamespace
     from lman_ms.train.visual_warmup import source_schedule
-    sources = [SimpleNamespace(names=list(range(n))) for n in (26, 7, 9)]
+    sources = [SimpleNamespace(names=list(range(n)), kind="single") for n in (26, 7, 9)]
     order = source_schedule(sources, 600)
     counts = np.bincount(order, minlength=3)
     expected = 600 * np.sqrt([26, 7, 9]) / np.sqrt([26, 7, 9]).sum()
@@ -129,3 +129,65 @@ def test_single_label_heads_read_the_mean_and_the_attribute_head_every_query(toy
     np.testing.assert_allclose(net(x, 0).asnumpy(), tokens.mean(1) @ w0.T + b0, rtol=1e-4, atol=1e-5)
     w1, b1 = net.heads[1].weight.asnumpy(), net.heads[1].bias.asnumpy()
     np.testing.assert_allclose(net(x, 1).asnumpy(), tokens.reshape(2, -1) @ w1.T + b1, rtol=1e-4, atol=1e-5)
+
+
+def test_location_targets_cover_the_boxes_and_centre_each_joint_on_its_cell():
+    from lman_ms.train.visual_warmup import GRID, _coverage, _joint_maps
+    # a box over the left half and the top quarter of a 160 x 80 picture: those cells covered, the others not
+    cov = _coverage([[0, 0, 80, 20]], 160, 80).reshape(GRID, GRID)
+    assert np.all(cov[: GRID // 4, : GRID // 2] == 1) and cov.sum() == (GRID // 4) * (GRID // 2)
+    # a box ending inside a cell covers it in part (the fine raster has 4 x 4 points per cell)
+    half = _coverage([[0, 0, 5, 80]], 160, 80).reshape(GRID, GRID)     # 5 px of a 10 px cell column
+    np.testing.assert_allclose(half[:, 0], 0.5)
+    assert half[:, 1:].sum() == 0
+    # two joints, the second unlabelled: the first a distribution peaked on its cell, the second all zeros
+    people = [[[145, 12.5, 2], [0, 0, 0]]]                       # the centre of cell (row 2, column 14)
+    maps = _joint_maps(people, 160, 80).reshape(2, GRID, GRID)
+    assert np.isclose(maps[0].sum(), 1.0) and maps[1].sum() == 0
+    assert np.unravel_index(maps[0].argmax(), maps[0].shape) == (2, 14)
+
+
+def test_location_warmup_learns_where_the_box_is_through_the_query_outputs(tmp_path):
+    """Toy pictures with one bright square left or right: the where-head (on the query outputs side by side)
+    learns which cells it covers, and the heads of location sources read every query."""
+    from PIL import Image
+    from lman_ms.train.visual_warmup import (GRID, LabelledSet, VisualClassifier, VisualPath, load_location,
+                                             warmup_visual)
+    root = tmp_path / "humanins"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 32), ("test", 8)):
+        os.makedirs(root / "toy_person", exist_ok=True)
+        os.makedirs(tmp_path / "img", exist_ok=True)
+        with open(root / "toy_person" / f"{split}-00000.jsonl", "w") as f:
+            for i in range(n):
+                left = bool(i % 2)
+                a = np.zeros((64, 96, 3), np.uint8)
+                x1 = 4 if left else 52
+                a[16:56, x1:x1 + 40] = (255, 200, 40)
+                path = str(tmp_path / "img" / f"{split}{i}.png")
+                Image.fromarray(a).save(path)
+                f.write(json.dumps({"id": f"toy_person/{split}/{i}/0", "task": "pedestrian_detection",
+                                    "dataset": "toy_person", "split": split, "image": path, "width": 96,
+                                    "height": 64, "instruction": "Find the person.", "answer": "-",
+                                    "target": {"boxes": [[x1, 16, x1 + 40, 56]], "ignore_boxes": []}}) + "\n")
+        json.dump({"dataset": "toy_person", "split": split, "image_root": "/"},
+                  open(root / "toy_person" / f"{split}.meta.json", "w"))
+    # a labelled source too (the warm-up needs one); reuse the toy expression records
+    out, tok = make_toy_humanins(str(tmp_path / "cls"), n=8)
+    import shutil
+    shutil.copytree(os.path.join(out, "toy_expr"), root / "toy_expr")
+    sets = load_location(str(root), "train", 64)
+    assert list(sets) == ["toy_person"] and sets["toy_person"].y.shape == (32, GRID * GRID)
+    assert sets["toy_person"].kind == "occupancy" and sets["toy_person"].flat
+    ms.set_context(mode=ms.GRAPH_MODE)
+    cfg = _cfg(tok)
+    cfg.vision.position_embedding_init = "sincos"          # the demo's visual path at tiny_cpu's sizes
+    cfg.adapter.query_init_std, cfg.adapter.cross_attention_init_gain = 1.0, 3.0
+    result = warmup_visual(cfg, str(root), str(tmp_path / "w.ckpt"), steps=160, learning_rate=3e-3,
+                           batch_size=8, location=True)
+    assert set(result["steps_per_source"]) == {"toy_expr", "toy_person"}
+    # IoU of the covered cells on the held-out pictures: from a random head's guess to the squares
+    assert result["after"]["toy_person"] > 0.7 > 0.3 > result["before"]["toy_person"], result
+    cfg = _cfg(tok)
+    net = VisualClassifier(VisualPath(cfg), {"p": sets["toy_person"]})
+    assert net.heads[0].in_channels == cfg.adapter.hidden_size * cfg.adapter.num_query_tokens
