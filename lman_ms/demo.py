@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("lman_ms.demo")
 
-# The task each SynthHuman source stands for, the metric reported for it and the demo's target (issue #6).
+# The task each SynthHuman source stands for, the metric reported for it and the demo's target.
 DEMO_TASKS = [
     # (dataset, task, metric, target, kind of chance level)
     ("rafdb", "expression_recognition", "acc", "3x chance", "uniform"),
@@ -37,10 +37,10 @@ DEMO_TASKS = [
 # What each --profile runs; an option given on the command line overrides its profile's value. Measured in
 # docs/demo.md (time, metrics) and docs/localisation.md (what the location parts bring).
 PROFILES = {
-    # <= 20 min on 2 cores
-    "default": {"warmup_steps": 1000, "warmup_location": True, "stage1_steps": None, "stage2_steps": None},
-    # <= 2 h on 2 cores
-    "full": {"warmup_steps": 3000, "warmup_location": True, "stage1_steps": None, "stage2_steps": 8000},
+    # ~15 min on 2 cores; the where-heads would take half the warm-up's steps from the labels (docs/localisation.md)
+    "default": {"warmup_steps": 1000, "warmup_location": False, "stage1_steps": None, "stage2_steps": None},
+    # ~45 min on 2 cores: the labels keep their steps beside the where-heads, and stage 2 is 4x longer
+    "full": {"warmup_steps": 2000, "warmup_location": True, "stage1_steps": None, "stage2_steps": 6400},
 }
 
 
@@ -283,16 +283,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                    help="default: <= 20 min on 2 cores; full: <= 2 h, longer warm-up and stage 2 (the options below "
-                         "override its values)")
+                    help="default: ~15 min on 2 cores; full: ~45 min, where-heads in a longer warm-up and a 4x "
+                         "longer stage 2 (the options below override its values)")
     ap.add_argument("--warmup-steps", type=int, default=None,
                     help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; profile default "
-                         "1000, full 3000)")
+                         "1000, full 2000)")
     ap.add_argument("--warmup-location", action=argparse.BooleanOptionalAction, default=None,
-                    help="the warm-up also trains where-heads for person / face boxes and joints (profiles: on)")
+                    help="the warm-up also trains where-heads for person / face boxes and joints (profile default: "
+                         "off, full: on)")
     ap.add_argument("--stage1-steps", type=int, default=None, help="override train.max_steps of stage 1")
     ap.add_argument("--stage2-steps", type=int, default=None,
-                    help="override train.max_steps of stage 2 (profile default: the config's, full 8000)")
+                    help="override train.max_steps of stage 2 (profile default: the config's 1600, full 6400)")
     ap.add_argument("--eval-per-dataset", type=int, default=60, help="test images answered per source")
     ap.add_argument("--pictures", type=int, default=2, help="pictures of answers per source")
     ap.add_argument("--workers", type=int, default=2, help="HumanIns build workers")

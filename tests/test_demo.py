@@ -15,7 +15,7 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     out = str(tmp_path / "demo")
     cmd = ["bash", os.path.join(REPO, "scripts/run_demo.sh"), out, "--num", "20", "--stage1-steps", "2",
            "--stage2-steps", "2", "--eval-per-dataset", "2", "--pictures", "1", "--workers", "1",
-           "--warmup-steps", "3", "--attribute-images", "30"]
+           "--warmup-steps", "3", "--attribute-images", "30", "--warmup-location"]
     proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.load(open(os.path.join(out, "demo_report.json")))
@@ -87,11 +87,12 @@ def test_stage1_starts_from_the_warmup_or_trains_the_vit():
 def test_profiles_fill_what_the_command_line_leaves_out():
     from lman_ms.demo import PROFILES, parse_args
     default = parse_args([])
-    assert default.profile == "default" and default.warmup_location is True
+    assert default.profile == "default" and default.warmup_location is False
     assert (default.warmup_steps, default.stage2_steps) == (PROFILES["default"]["warmup_steps"], None)
     full = parse_args(["--profile", "full"])
     assert (full.warmup_steps, full.stage2_steps) == (PROFILES["full"]["warmup_steps"],
                                                       PROFILES["full"]["stage2_steps"])
     assert full.stage2_steps > 1600 and full.warmup_steps > default.warmup_steps
+    assert full.warmup_location is True
     mine = parse_args(["--profile", "full", "--stage2-steps", "5", "--no-warmup-location"])
     assert mine.stage2_steps == 5 and mine.warmup_location is False and mine.warmup_steps == full.warmup_steps

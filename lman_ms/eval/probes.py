@@ -1,5 +1,5 @@
 """Location probes: how well can a linear (ridge) or small-MLP read-out recover *where* a person is from each
-point of the visual path? (issue 19, ``docs/localisation.md``; CLI ``tools/probe_location.py``).
+point of the visual path? (``docs/localisation.md``; CLI ``tools/probe_location.py``).
 
 Feature sites, in the order the image flows through the model (``LMan`` shapes, Nq queries, D widths):
 
