@@ -2,7 +2,8 @@
 pedestrian attributes): the tiny demo's stand-in for a pretrained CLIP ViT (lman_ms/train/visual_warmup.py).
 
     python tools/warmup_visual.py --config configs/tiny_stage1_pretrain.yaml --records out/humanins \
-        --out out/visual_warmup.ckpt [--steps 600] [--lr 1e-3] [--batch-size 32] [--set key=value ...]
+        --out out/visual_warmup.ckpt [--steps 600] [--lr 1e-3] [--batch-size 32] [--location] \
+        [--sources coco_person ...] [--set key=value ...]
 
 Writes the ViT and adapter weights under the model's parameter names (stage 1 loads them with
 ``train.init_checkpoint=out/visual_warmup.ckpt``) and prints the held-out accuracy / mA before and after.
@@ -28,6 +29,8 @@ def main(argv=None):
     ap.add_argument("--location", action="store_true",
                     help="also train a where-head per localisation source (person / face box coverage and joint "
                          "heatmaps on a grid, from the query outputs side by side)")
+    ap.add_argument("--sources", nargs="*", default=None, metavar="DATASET",
+                    help="train only these source datasets (e.g. coco_person); default: every one found")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
@@ -40,7 +43,7 @@ def main(argv=None):
         cfg = load_config(args.config, args.set)
         ms.set_context(mode=getattr(ms, cfg.context.mode), device_target=cfg.context.device_target)
         result = warmup_visual(cfg, args.records, args.out, args.steps, args.lr, args.batch_size, cfg.train.seed,
-                               location=args.location)
+                               location=args.location, sources=args.sources)
     except (ConfigError, AnnotationError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -263,11 +263,10 @@ def load_probe_model(path: Optional[str], config: Optional[str] = None, seed: in
     from lman_ms.models.loader import load_model, load_model_config, load_weights
     if path is None:
         import mindspore as ms
-        from lman_ms.config import load_config
         from lman_ms.models.lman import LMan
         if not config:
             raise ValueError("a randomly initialised model needs a config (--config)")
-        cfg = load_config(config)
+        cfg = load_model_config(config, config)      # a model folder's config names its tokenizers relatively
         ms.set_seed(seed)
         model = LMan(cfg, stage=2)
         model.set_train(False)

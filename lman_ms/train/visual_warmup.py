@@ -273,18 +273,24 @@ def _load_split(humanins_dir: str, split: str, image_size: int, location: bool) 
 
 
 def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int, learning_rate: float = 1e-3,
-                  batch_size: int = 32, seed: int = 0, log_steps: int = 50, location: bool = False
-                  ) -> Dict[str, Dict[str, float]]:
+                  batch_size: int = 32, seed: int = 0, log_steps: int = 50, location: bool = False,
+                  sources: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save
     them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file).
     ``location`` adds a where-head per source of the localisation tasks (box coverage or joint heatmaps on a grid,
-    read from the query outputs side by side). Returns the held-out scores before and after, and the steps each
+    read from the query outputs side by side); ``sources`` keeps only those datasets. Returns the held-out scores before and after, and the steps each
     source was trained."""
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
         raise ValueError(f"{out_ckpt}: the warm-up checkpoint must be a .ckpt file")
     image_size = cfg.vision.image_size
     train = _load_split(humanins_dir, "train", image_size, location)
+    if sources:
+        unknown = sorted(set(sources) - set(train))
+        if unknown:
+            raise ValueError(f"{humanins_dir}: no training records of the sources {unknown} to warm up on; "
+                             f"there are {sorted(train)}")
+        train = {k: v for k, v in train.items() if k in sources}
     if not train:
         raise ValueError(f"{humanins_dir}: no training records of {SINGLE_LABEL + MULTI_LABEL} to warm up on")
     try:

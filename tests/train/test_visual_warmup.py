@@ -66,6 +66,9 @@ def test_warmup_cli_refuses_a_non_ckpt_path_and_missing_records(toy, tmp_path):
     missing = subprocess.run(cli + ["--records", str(tmp_path / "nope"), "--out", str(tmp_path / "w.ckpt")],
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "nope" in missing.stderr
+    unknown = subprocess.run(cli + ["--records", out, "--out", str(tmp_path / "w.ckpt"), "--sources", "coco_person"],
+                             capture_output=True, text=True, timeout=600)
+    assert unknown.returncode == 2 and "['coco_person']" in unknown.stderr and "toy_expr" in unknown.stderr
 
 
 def test_source_schedule_shares_steps_by_the_square_root_of_the_head_size():
