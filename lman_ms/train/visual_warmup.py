@@ -9,6 +9,10 @@ backbone would: one classifier per labelled source on the adapter's query output
 for expression and action labels; side by side with DeepMAR's weighted sigmoid cross-entropy for pedestrian
 attributes), train split only. The heads are thrown away; the ViT and adapter weights are saved under the model's
 own parameter names, so ``train.init_checkpoint`` of stage 1 loads them.
+
+With ``location`` (the demo's ``--warmup-location``) the localisation sources get where-heads too, on the query
+outputs side by side: the cells of a 16 x 16 grid that person / face boxes cover (sigmoid cross-entropy on the
+covered fraction) and, per joint, a distribution over the cells (cross-entropy against a Gaussian around it).
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ logger = logging.getLogger("lman_ms.train")
 
 SINGLE_LABEL = ("expression_recognition", "action_recognition")
 MULTI_LABEL = ("pedestrian_attribute",)
-# Where-signals for the localisation tasks (docs/localisation.md): the probes found the adapter's query outputs at
-# chance for boxes and joints after a warm-up of labels alone, as none of its losses needs location.
+# Where-signals for the localisation tasks (docs/localisation.md): a warm-up of labels alone teaches the queries to
+# pool where things are away (classification wants one pooled vector); these heads need it kept.
 OCCUPANCY = ("pedestrian_detection", "face_detection")      # which cells of a grid the boxes cover
 HEATMAP = ("pose_estimation",)                              # which cell each joint is in
 LOCATION_TASKS = OCCUPANCY + HEATMAP
