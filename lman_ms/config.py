@@ -231,6 +231,9 @@ class LManConfig:
         if self.vision.position_embedding_init not in ("normal", "sincos"):
             raise ConfigError("vision.position_embedding_init must be 'normal' or 'sincos', got "
                               f"{self.vision.position_embedding_init!r}")
+        if self.vision.position_embedding_init == "sincos" and self.vision.hidden_size % 4:
+            raise ConfigError("vision.position_embedding_init 'sincos' needs vision.hidden_size divisible by 4 "
+                              f"(half the channels per axis, sine and cosine), got {self.vision.hidden_size}")
         if self.train.stage not in (1, 2):
             raise ConfigError(f"train.stage must be 1 or 2, got {self.train.stage}")
         if self.train.eval_steps < 0 or self.train.eval_max_batches < 1:

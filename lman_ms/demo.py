@@ -39,7 +39,8 @@ DEMO_TASKS = [
 PROFILES = {
     # ~15 min on 2 cores; the where-heads would take half the warm-up's steps from the labels (docs/localisation.md)
     "default": {"warmup_steps": 1000, "warmup_location": False, "stage1_steps": None, "stage2_steps": None},
-    # ~40 min on 2 cores: the labels keep their steps beside the where-heads, and stage 2 is 3x longer
+    # ~56 min measured with two runs sharing 2 cores: the labels keep their steps beside the where-heads, and
+    # stage 2 is 3x longer
     "full": {"warmup_steps": 2000, "warmup_location": True, "stage1_steps": None, "stage2_steps": 4800},
 }
 
@@ -283,7 +284,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                    help="default: ~15 min on 2 cores; full: ~40 min, where-heads in a longer warm-up and a 3x "
+                    help="default: ~15 min on 2 cores; full: under 1 h, where-heads in a longer warm-up and a 3x "
                          "longer stage 2 (the options below override its values)")
     ap.add_argument("--warmup-steps", type=int, default=None,
                     help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; profile default "

@@ -189,10 +189,8 @@ def token_position_r2(model, images: np.ndarray, batch_size: int = 32) -> Dict[s
         half = n // 2
         xtr, xte = x[:half].reshape(-1, x.shape[-1]), x[half:].reshape(-1, x.shape[-1])
         ytr, yte = np.tile(where, (half, 1)), np.tile(where, (n - half, 1))
-        mu, ym = xtr.mean(0), ytr.mean(0)
-        a = xtr - mu
-        w = np.linalg.solve(a.T @ a + 1e-2 * np.eye(a.shape[1]), a.T @ (ytr - ym))
-        pred = (xte - mu) @ w + ym
+        w, b = _ridge_solve(xtr, ytr, 1e-2)
+        pred = xte @ w + b
         r2 = 1 - ((pred - yte) ** 2).sum(0) / ((yte - yte.mean(0)) ** 2).sum(0)
         out[f"V_{l}"] = {"r2_x": float(r2[0]), "r2_y": float(r2[1])}
     return out

@@ -128,3 +128,6 @@ def test_vision_encoder_starts_from_the_configured_position_embeddings():
     assert np.abs(normal.pos_embed.asnumpy()).max() < 0.2         # the small random init otherwise
     with pytest.raises(ConfigError, match="position_embedding_init"):
         LManConfig.from_dict({"vision": {"position_embedding_init": "learned"}})
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        LManConfig.from_dict({"vision": {"position_embedding_init": "sincos", "hidden_size": 66,
+                                         "num_attention_heads": 6}})
