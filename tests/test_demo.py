@@ -93,6 +93,7 @@ def test_profiles_fill_what_the_command_line_leaves_out():
     assert (full.warmup_steps, full.stage2_steps) == (PROFILES["full"]["warmup_steps"],
                                                       PROFILES["full"]["stage2_steps"])
     assert full.stage2_steps > 1600 and full.warmup_steps > default.warmup_steps
-    assert full.warmup_location is True
+    assert full.warmup_location is True and full.stage2_set == ["llm.num_hidden_layers=4"] and default.stage2_set == []
     mine = parse_args(["--profile", "full", "--stage2-steps", "5", "--no-warmup-location"])
     assert mine.stage2_steps == 5 and mine.warmup_location is False and mine.warmup_steps == full.warmup_steps
+    assert parse_args(["--profile", "full", "--stage2-set"]).stage2_set == []      # given empty: none at all
