@@ -323,8 +323,9 @@ def main(argv=None) -> int:
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
     from lman_ms.config import load_config
-    paths = build_data(args.out, args.num, args.seed, args.workers,
-                       load_config(args.stage2_config).data.system_prompt or "", args.attribute_images)
+    stage2_cfg = load_config(args.stage2_config, args.stage2_set)     # a bad --stage2-set key fails here, not in an hour
+    paths = build_data(args.out, args.num, args.seed, args.workers, stage2_cfg.data.system_prompt or "",
+                       args.attribute_images)
     timings["data"] = time.perf_counter() - t0
     common = [f"data.train_path={paths['humanins']}", f"data.tokenizer_path={paths['tokenizer']}",
               f"train.seed={args.seed}"]

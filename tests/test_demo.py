@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -15,7 +17,8 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     out = str(tmp_path / "demo")
     cmd = ["bash", os.path.join(REPO, "scripts/run_demo.sh"), out, "--num", "20", "--stage1-steps", "2",
            "--stage2-steps", "2", "--eval-per-dataset", "2", "--pictures", "1", "--workers", "1",
-           "--warmup-steps", "3", "--attribute-images", "30", "--warmup-location"]
+           "--warmup-steps", "3", "--attribute-images", "30", "--warmup-location", "--stage2-set",
+           "llm.num_hidden_layers=1"]
     proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.load(open(os.path.join(out, "demo_report.json")))
@@ -54,6 +57,9 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     stage1_log = open(os.path.join(out, "stage1", "train.log")).read() if os.path.exists(
         os.path.join(out, "stage1", "train.log")) else proc.stdout
     assert "visual_warmup.ckpt" in stage1_log
+    # --stage2-set reached stage 2 and its saved model (and so the answers, which load that model's config)
+    import yaml
+    assert yaml.safe_load(open(os.path.join(out, "stage2", "model", "config.yaml")))["llm"]["num_hidden_layers"] == 1
 
     again = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -97,3 +103,11 @@ def test_profiles_fill_what_the_command_line_leaves_out():
     mine = parse_args(["--profile", "full", "--stage2-steps", "5", "--no-warmup-location"])
     assert mine.stage2_steps == 5 and mine.warmup_location is False and mine.warmup_steps == full.warmup_steps
     assert parse_args(["--profile", "full", "--stage2-set"]).stage2_set == []      # given empty: none at all
+
+
+def test_a_bad_stage2_override_is_refused_before_any_work(tmp_path):
+    from lman_ms.config import ConfigError
+    from lman_ms.demo import main
+    with pytest.raises(ConfigError, match="llm.num_layerz"):
+        main(["--out", str(tmp_path / "demo"), "--stage2-set", "llm.num_layerz=4"])
+    assert os.listdir(tmp_path / "demo") == []
