@@ -287,8 +287,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-config", default=os.path.join(REPO, "configs", "tiny_stage1_pretrain.yaml"))
     ap.add_argument("--stage2-config", default=os.path.join(REPO, "configs", "tiny_stage2_finetune.yaml"))
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                    help="default: ~15 min on 2 cores; full: under 1 h, where-heads in a longer warm-up and a 3x "
-                         "longer stage 2 (the options below override its values)")
+                    help="default: ~15 min on 2 cores; full: ~1 h (estimated from its parts), where-heads in a longer "
+                         "warm-up and a 3x longer stage 2 with a 4-layer LLM (the options below override its values)")
     ap.add_argument("--warmup-steps", type=int, default=None,
                     help="supervised warm-up steps of the ViT + adapter before stage 1 (0: none; profile default "
                          "1000, full 2000)")
