@@ -59,6 +59,22 @@ def _stage_done(out: str, max_steps: int) -> bool:
         return json.load(f)["step"] >= max_steps
 
 
+def stage2_settings(out: str, stage2_set: List[str]) -> None:
+    """Record the ``--stage2-set`` overrides of the stage 2 in ``out``, or refuse other ones than it was trained
+    with: a rerun would otherwise take the old stage 2 as done (or resume it) and ignore them. A stage 2 written
+    before they were recorded was trained with none."""
+    from lman_ms.utils.io import atomic_write_text
+    path = os.path.join(out, "stage2", "demo_stage2_set.json")
+    if os.path.isdir(os.path.join(out, "stage2", "checkpoints")):
+        before = json.load(open(path)) if os.path.isfile(path) else []
+        if before != stage2_set:
+            raise SystemExit(f"error: {out}/stage2 was trained with --stage2-set {' '.join(before) or '(none)'}, "
+                             f"not {' '.join(stage2_set) or '(none)'}; start over with --fresh or another OUTPUT_DIR")
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_text(path, json.dumps(stage2_set) + "\n")
+
+
 def build_data(out: str, num: int, seed: int, workers: int, system_prompt: str = "",
                attribute_images: Optional[int] = None) -> Dict[str, str]:
     from lman_ms.data.synth import build_synth_humanins, make_synth
@@ -323,7 +339,8 @@ def main(argv=None) -> int:
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
     from lman_ms.config import load_config
-    stage2_cfg = load_config(args.stage2_config, args.stage2_set)     # a bad --stage2-set key fails here, not in an hour
+    stage2_cfg = load_config(args.stage2_config, args.stage2_set)    # a bad --stage2-set key fails now, not in an hour
+    stage2_settings(args.out, args.stage2_set)
     paths = build_data(args.out, args.num, args.seed, args.workers, stage2_cfg.data.system_prompt or "",
                        args.attribute_images)
     timings["data"] = time.perf_counter() - t0

@@ -76,6 +76,11 @@ def test_demo_runs_every_stage_and_reports_six_tasks(tmp_path):
     other = subprocess.run(cmd[:i] + ["4"] + cmd[i + 1:], cwd=str(tmp_path), capture_output=True, text=True,
                            timeout=1500)
     assert other.returncode != 0 and "--fresh" in other.stderr
+    # other --stage2-set overrides than the trained stage 2's: refused before any work
+    assert cmd[-2:] == ["--stage2-set", "llm.num_hidden_layers=1"]
+    other = subprocess.run(cmd[:-1] + ["llm.num_hidden_layers=2"], cwd=str(tmp_path), capture_output=True, text=True,
+                           timeout=1500)
+    assert other.returncode != 0 and "trained with --stage2-set llm.num_hidden_layers=1" in other.stderr
     assert os.path.isdir(os.path.join(out, "stage1", "checkpoints")) and os.path.isfile(
         os.path.join(out, "visual_warmup", "visual_warmup.ckpt"))
 
@@ -111,3 +116,18 @@ def test_a_bad_stage2_override_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="llm.num_layerz"):
         main(["--out", str(tmp_path / "demo"), "--stage2-set", "llm.num_layerz=4"])
     assert os.listdir(tmp_path / "demo") == []
+
+
+def test_a_trained_stage2_refuses_other_stage2_overrides(tmp_path):
+    from lman_ms.demo import stage2_settings
+    out = str(tmp_path / "demo")
+    stage2_settings(out, ["llm.num_hidden_layers=4"])
+    stage2_settings(out, [])                       # nothing trained yet: the new choice is recorded
+    os.makedirs(os.path.join(out, "stage2", "checkpoints"))
+    stage2_settings(out, [])                       # the same: fine
+    with pytest.raises(SystemExit, match=r"trained with --stage2-set \(none\), not llm.num_hidden_layers=4"):
+        stage2_settings(out, ["llm.num_hidden_layers=4"])
+    os.remove(os.path.join(out, "stage2", "demo_stage2_set.json"))   # a stage 2 from before they were recorded
+    stage2_settings(out, [])
+    with pytest.raises(SystemExit, match="--fresh"):
+        stage2_settings(out, ["train.learning_rate=1e-3"])

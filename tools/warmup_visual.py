@@ -23,7 +23,8 @@ def main(argv=None):
     ap.add_argument("--records", required=True, help="HumanIns folder (train split to learn, test split to score)")
     ap.add_argument("--out", required=True, help="checkpoint to write (.ckpt)")
     ap.add_argument("--steps", type=int, default=600,
-                    help="optimizer steps, shared by the sources in proportion to the labels per head (a where-head counts as 16), interleaved")
+                    help="optimizer steps, shared by the sources in proportion to the labels per head (a where-head "
+                         "counts as 16), interleaved")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup + cosine)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--location", action="store_true",

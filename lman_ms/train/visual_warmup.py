@@ -193,7 +193,7 @@ class VisualClassifier(nn.Cell):
 def source_schedule(sources: List[LabelledSet], steps: int) -> List[int]:
     """Which source each step trains: in proportion to its head's outputs (26 attributes get 3.7 times the steps
     of a 7-way label), interleaved so every source is trained all along. Measured on the demo's data
-    (docs/demo.md): against shares by the square root, attributes mA 0.771 -> 0.801 at the same 1000 steps, and
+    (docs/decisions.md): against shares by the square root, attributes mA 0.771 -> 0.801 at the same 1000 steps, and
     expression and action learn what they did in fewer steps (0.975 / 0.417 -> 0.967 / 0.425)."""
     weights = np.asarray([len(s.names) if s.kind in ("single", "multi") else LOCATION_WEIGHT for s in sources],
                          dtype=np.float64)
@@ -284,8 +284,8 @@ def warmup_visual(cfg: LManConfig, humanins_dir: str, out_ckpt: str, steps: int,
     """Train ViT + adapter with one head per labelled source (steps shared by :func:`source_schedule`), and save
     them to ``out_ckpt`` (written to a temporary name and renamed: a crash never leaves a half-written file).
     ``location`` adds a where-head per source of the localisation tasks (box coverage or joint heatmaps on a grid,
-    read from the query outputs side by side); ``sources`` keeps only those datasets. Returns the held-out scores before and after, and the steps each
-    source was trained."""
+    read from the query outputs side by side); ``sources`` keeps only those datasets. Returns the held-out scores
+    before and after, and the steps each source was trained."""
     from lman_ms.train.optim import build_optimizer
     if not out_ckpt.endswith(".ckpt"):
         raise ValueError(f"{out_ckpt}: the warm-up checkpoint must be a .ckpt file")
